@@ -1,0 +1,149 @@
+//! A main plugin that attacks the host. The network config's `attack` key picks
+//! the attack; every one must end in a clear CNI error with its own code, within
+//! bounded time, with nothing changed on the node.
+
+wit_bindgen::generate!({
+    world: "cni-plugin",
+    path: "../../../wit",
+});
+
+use exports::wasm_cni::plugin::plugin::Guest;
+use wasm_cni::plugin::host;
+use wasm_cni::plugin::types::{
+    AddressSpec, CniResult, Command, Intent, LinkFacts, LinkRef, LogLevel, Netns, NetworkPlan,
+    PluginError, Request, VethSpec,
+};
+
+struct Hostile;
+
+fn attack(req: &Request) -> String {
+    serde_json::from_str::<serde_json::Value>(&req.config)
+        .ok()
+        .and_then(|v| v.get("attack").and_then(|a| a.as_str()).map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn fail(msg: String) -> PluginError {
+    PluginError {
+        code: 7,
+        msg,
+        details: String::new(),
+    }
+}
+
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    if n == u64::MAX {
+        return 0;
+    }
+    recurse(n + 1).wrapping_add(std::hint::black_box(n))
+}
+
+fn up(ns: Netns, name: &str) -> Intent {
+    Intent::SetLinkUp(LinkRef {
+        ns,
+        name: name.to_string(),
+    })
+}
+
+impl Guest for Hostile {
+    fn plan(req: Request) -> Result<NetworkPlan, PluginError> {
+        let intents = match attack(&req).as_str() {
+            "spin" => loop {
+                std::hint::black_box(0u64);
+            },
+            "recurse" => {
+                recurse(0);
+                vec![]
+            }
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "panic" => panic!("hostile guest panicked on purpose"),
+            "trap" => core::arch::wasm32::unreachable(),
+            "output" => {
+                let line = "x".repeat(1023);
+                for _ in 0..100_000 {
+                    println!("{line}");
+                }
+                vec![]
+            }
+            "huge-log" => {
+                host::log(LogLevel::Info, &"y".repeat(64 << 20));
+                vec![]
+            }
+            "intents" => vec![up(Netns::Container, "lo"); 100_000],
+            "bad-intent" => vec![Intent::AddAddress(AddressSpec {
+                link: LinkRef {
+                    ns: Netns::Container,
+                    name: req.ifname.clone(),
+                },
+                address: "not-an-ip".to_string(),
+                ensure: false,
+            })],
+            "host-link" => vec![Intent::SetLinkDown(LinkRef {
+                ns: Netns::Host,
+                name: "lo".to_string(),
+            })],
+            "long-name" => vec![Intent::CreateVeth(VethSpec {
+                name: req.ifname.clone(),
+                peer: "veth-name-way-too-long".to_string(),
+                mtu: None,
+                mac: None,
+            })],
+            "slash-name" => vec![up(Netns::Container, "../eth0")],
+            "other-ifname" => vec![up(Netns::Container, "eth1")],
+            "host-code" => {
+                return Err(PluginError {
+                    code: 101,
+                    msg: "pretending the host trapped".to_string(),
+                    details: String::new(),
+                })
+            }
+            "fs" => {
+                return Err(fail(match std::fs::read_to_string("/etc/passwd") {
+                    Ok(_) => "fs: read /etc/passwd".to_string(),
+                    Err(e) => format!("fs denied: {e}"),
+                }))
+            }
+            "env" => {
+                return Err(fail(format!(
+                    "env vars visible: {}",
+                    std::env::vars().count()
+                )))
+            }
+            "socket" => {
+                return Err(fail(match std::net::TcpStream::connect("127.0.0.1:9") {
+                    Ok(_) => "socket: connected".to_string(),
+                    Err(e) => format!("socket denied: {e}"),
+                }))
+            }
+            "bad-prefix" => {
+                let name = host::fresh_link_name("../../x");
+                vec![up(Netns::Container, &name)]
+            }
+            _ => vec![up(Netns::Container, "lo")],
+        };
+        Ok(NetworkPlan { intents })
+    }
+
+    fn finish(req: Request, _applied: Vec<LinkFacts>) -> Result<Option<CniResult>, PluginError> {
+        match (attack(&req).as_str(), req.command) {
+            ("no-result", Command::Add) => Ok(None),
+            ("finish-panic", _) => panic!("hostile guest panicked after apply"),
+            (_, Command::Add) => Ok(Some(CniResult {
+                interfaces: vec![],
+                ips: vec![],
+                routes: vec![],
+                dns: None,
+            })),
+            _ => Ok(None),
+        }
+    }
+}
+
+export!(Hostile);

@@ -1,0 +1,430 @@
+//! Applying a validated plan: in order, with a journal of undo steps.
+//!
+//! ADD is all-or-nothing: a [`Transaction`] records how to undo each step and rolls
+//! the journal back in reverse when it is dropped without `commit()`, so an early
+//! return or a panic leaves the namespaces as they were. DEL is best-effort: it
+//! keeps going past errors, treats "already gone" as done, and reports the rest
+//! together at the end.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::netlink::{NetError, Netlink, RouteSpec};
+use super::netns::NetnsHandle;
+use crate::plan::{Intent, ObservedLink, ObservedRoute, RouteIntent, Side};
+
+/// How long a `wait-oper-up` intent may wait for the kernel.
+const OPER_UP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The two netlink doors of one invocation: the host namespace and, when the
+/// container's namespace exists, the container's.
+pub struct Kernel {
+    pub host: Box<dyn Netlink>,
+    pub host_ns: NetnsHandle,
+    pub container: Option<Box<dyn Netlink>>,
+}
+
+/// A step that failed while applying.
+#[derive(Debug, thiserror::Error)]
+#[error("intent #{index} ({kind}) failed: {source}")]
+pub struct ApplyError {
+    pub index: usize,
+    pub kind: &'static str,
+    #[source]
+    pub source: NetError,
+}
+
+impl Kernel {
+    fn side(&mut self, side: Side) -> Result<&mut (dyn Netlink + 'static), NetError> {
+        match side {
+            Side::Host => Ok(self.host.as_mut()),
+            Side::Container => self
+                .container
+                .as_deref_mut()
+                .ok_or_else(|| NetError::NotFound {
+                    what: "the container network namespace".into(),
+                }),
+        }
+    }
+
+    /// Facts about one link, with its master resolved to a name.
+    pub fn observe_link(&mut self, side: Side, name: &str) -> Option<ObservedLink> {
+        let nl = self.side(side).ok()?;
+        let facts = nl.link(name).ok()??;
+        let master = match facts.master {
+            Some(index) => nl
+                .links()
+                .ok()
+                .and_then(|links| links.into_iter().find(|l| l.index == index))
+                .map(|l| l.name),
+            None => None,
+        };
+        Some(ObservedLink {
+            side,
+            name: facts.name,
+            index: facts.index,
+            kind: facts.kind,
+            mac: facts.mac.map(crate::plan::Mac),
+            mtu: facts.mtu,
+            admin_up: facts.admin_up,
+            oper_up: facts.oper_up,
+            promisc: facts.promisc,
+            master,
+            peer_index: facts.peer_index,
+            addresses: facts.addresses,
+        })
+    }
+
+    /// The main-table unicast routes of one namespace, with device names.
+    pub fn observe_routes(&mut self, side: Side) -> Vec<ObservedRoute> {
+        let Ok(nl) = self.side(side) else {
+            return Vec::new();
+        };
+        let links = nl.links().unwrap_or_default();
+        nl.routes()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.table == super::netlink::RT_TABLE_MAIN)
+            .map(|r| ObservedRoute {
+                dst: r.dst,
+                gw: r.gw,
+                dev: r
+                    .oif
+                    .and_then(|i| links.iter().find(|l| l.index == i))
+                    .map(|l| l.name.clone()),
+                priority: r.priority,
+            })
+            .collect()
+    }
+}
+
+/// How to take one applied step back.
+#[derive(Debug, Clone)]
+enum Undo {
+    DeleteLink(Side, String),
+    SetUp(Side, String, bool),
+    SetMtu(Side, String, u32),
+    SetMac(Side, String, [u8; 6]),
+    SetPromisc(String, bool),
+    SetMaster(String, Option<String>),
+    SetHairpin(String, bool),
+    SetIsolated(String, bool),
+    VlanDel(String, u16),
+    DelAddress(Side, String, IpNet),
+    DelRoute(Side, RouteSpec),
+    Sysctl(Side, String, String),
+}
+
+/// Applies intents while journaling their undo; rolls back on drop unless
+/// committed. The kernel is shared with the guest's observations (which run
+/// between apply and commit), so each step takes the lock on its own.
+pub struct Transaction {
+    kernel: Arc<Mutex<Kernel>>,
+    journal: Vec<Undo>,
+    committed: bool,
+}
+
+fn lock(kernel: &Mutex<Kernel>) -> MutexGuard<'_, Kernel> {
+    kernel.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Transaction {
+    /// Start applying into `kernel`.
+    pub fn new(kernel: Arc<Mutex<Kernel>>) -> Self {
+        Transaction {
+            kernel,
+            journal: Vec::new(),
+            committed: false,
+        }
+    }
+
+    /// Apply every intent in order; on the first failure the journal is undone
+    /// (when `self` drops) and the failure is returned.
+    pub fn apply_all(&mut self, intents: &[Intent]) -> Result<(), ApplyError> {
+        let mut kernel = lock(&self.kernel);
+        for (index, intent) in intents.iter().enumerate() {
+            apply_one(&mut kernel, intent, &mut self.journal).map_err(|source| ApplyError {
+                index,
+                kind: intent.kind(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Keep what was applied.
+    pub fn commit(mut self) {
+        self.committed = true;
+        self.journal.clear();
+    }
+
+    /// Undo everything applied so far, newest first. Errors are logged: there is
+    /// nothing better to do with a failure to undo than to say so.
+    pub fn rollback(&mut self) {
+        let mut kernel = lock(&self.kernel);
+        while let Some(step) = self.journal.pop() {
+            if let Err(e) = undo(&mut kernel, &step) {
+                if !e.is_not_found() {
+                    tracing::error!(?step, "rollback step failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Apply one intent, pushing how to undo each change onto `journal`.
+fn apply_one(k: &mut Kernel, intent: &Intent, journal: &mut Vec<Undo>) -> Result<(), NetError> {
+    match intent {
+        Intent::EnsureBridge {
+            name,
+            mtu,
+            vlan_filtering,
+            promisc,
+        } => {
+            let existing = k.host.link(name)?;
+            let facts = match existing {
+                Some(f) => f,
+                None => {
+                    match k.host.create_bridge(name, *mtu, *vlan_filtering) {
+                        Ok(()) => journal.push(Undo::DeleteLink(Side::Host, name.clone())),
+                        // A concurrent ADD created it first: adopt it, as the
+                        // reference does (plugins#366).
+                        Err(e) if e.is_exists() => {}
+                        Err(e) => return Err(e),
+                    }
+                    k.host.link(name)?.ok_or_else(|| NetError::NotFound {
+                        what: format!("bridge {name} right after creating it"),
+                    })?
+                }
+            };
+            if facts.kind.as_deref() != Some("bridge") {
+                return Err(NetError::Conflict(format!(
+                    "{name:?} already exists but is not a bridge"
+                )));
+            }
+            if *promisc && !facts.promisc {
+                k.host.set_promisc(name, true)?;
+                journal.push(Undo::SetPromisc(name.clone(), false));
+            }
+            if !facts.admin_up {
+                k.host.set_up(name, true)?;
+                journal.push(Undo::SetUp(Side::Host, name.clone(), false));
+            }
+        }
+        Intent::CreateVeth {
+            name,
+            peer,
+            mtu,
+            mac,
+        } => {
+            let host_ns = &k.host_ns;
+            let container = k
+                .container
+                .as_deref_mut()
+                .ok_or_else(|| NetError::NotFound {
+                    what: "the container network namespace".into(),
+                })?;
+            container
+                .create_veth(name, *mtu, mac.map(|m| m.0), peer, host_ns)
+                .map_err(|e| {
+                    if e.is_exists() {
+                        NetError::Conflict(format!(
+                            "container veth name {name:?} or peer {peer:?} already exists"
+                        ))
+                    } else {
+                        e
+                    }
+                })?;
+            journal.push(Undo::DeleteLink(Side::Container, name.clone()));
+        }
+        Intent::DeleteLink { link } => match k.side(link.side)?.delete_link(&link.name) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        },
+        Intent::SetLinkUp { link } | Intent::SetLinkDown { link } => {
+            let up = matches!(intent, Intent::SetLinkUp { .. });
+            let nl = k.side(link.side)?;
+            let facts = nl.link(&link.name)?.ok_or_else(|| NetError::NotFound {
+                what: format!("link {link}"),
+            })?;
+            if facts.admin_up != up {
+                nl.set_up(&link.name, up)?;
+                journal.push(Undo::SetUp(link.side, link.name.clone(), !up));
+            }
+        }
+        Intent::SetMtu { link, mtu } => {
+            let nl = k.side(link.side)?;
+            let facts = nl.link(&link.name)?.ok_or_else(|| NetError::NotFound {
+                what: format!("link {link}"),
+            })?;
+            if facts.mtu != *mtu {
+                nl.set_mtu(&link.name, *mtu)?;
+                journal.push(Undo::SetMtu(link.side, link.name.clone(), facts.mtu));
+            }
+        }
+        Intent::SetMac { link, mac } => {
+            let nl = k.side(link.side)?;
+            let facts = nl.link(&link.name)?.ok_or_else(|| NetError::NotFound {
+                what: format!("link {link}"),
+            })?;
+            if facts.mac != Some(mac.0) {
+                nl.set_mac(&link.name, mac.0)?;
+                if let Some(old) = facts.mac {
+                    journal.push(Undo::SetMac(link.side, link.name.clone(), old));
+                }
+            }
+        }
+        Intent::AttachPort {
+            port,
+            master,
+            hairpin,
+            isolated,
+        } => {
+            let before = k.host.link(port)?.ok_or_else(|| NetError::NotFound {
+                what: format!("link host:{port}"),
+            })?;
+            let old_master = match before.master {
+                Some(i) => k
+                    .host
+                    .links()?
+                    .into_iter()
+                    .find(|l| l.index == i)
+                    .map(|l| l.name),
+                None => None,
+            };
+            if old_master.as_deref() != Some(master.as_str()) {
+                k.host.set_master(port, Some(master))?;
+                journal.push(Undo::SetMaster(port.clone(), old_master));
+            }
+            if *hairpin {
+                k.host.set_hairpin(port, true)?;
+                journal.push(Undo::SetHairpin(port.clone(), false));
+            }
+            if *isolated {
+                k.host.set_isolated(port, true)?;
+                journal.push(Undo::SetIsolated(port.clone(), false));
+            }
+        }
+        Intent::FlushPortVlans { port } => {
+            for (vid, _) in k.host.bridge_vlans(port)? {
+                k.host.bridge_vlan_del(port, vid)?;
+            }
+        }
+        Intent::AddPortVlan {
+            port,
+            vid,
+            pvid,
+            untagged,
+        } => {
+            k.host.bridge_vlan_add(port, *vid, *pvid, *untagged)?;
+            journal.push(Undo::VlanDel(port.clone(), *vid));
+        }
+        Intent::AddAddress {
+            link,
+            address,
+            ensure,
+        } => {
+            let nl = k.side(link.side)?;
+            match nl.add_address(&link.name, *address) {
+                Ok(()) => journal.push(Undo::DelAddress(link.side, link.name.clone(), *address)),
+                // Concurrent ADDs put the same gateway address on a shared
+                // bridge (plugins#366): identical is fine when asked to ensure.
+                Err(e) if *ensure && e.is_exists() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Intent::AddRoute(route) => {
+            let spec = route_spec(route);
+            k.side(route.side)?.add_route(&spec)?;
+            journal.push(Undo::DelRoute(route.side, spec));
+        }
+        Intent::SetSysctl { side, key, value } => {
+            let nl = k.side(*side)?;
+            let old = nl.sysctl(key)?;
+            if old.trim() != value.trim() {
+                nl.set_sysctl(key, value)?;
+                journal.push(Undo::Sysctl(*side, key.clone(), old.trim().to_string()));
+            }
+        }
+        Intent::Masquerade { .. } | Intent::Unmasquerade { .. } => {
+            return Err(NetError::Unsupported(
+                "masquerading is not implemented yet".into(),
+            ))
+        }
+        Intent::WaitOperUp { link } => {
+            k.side(link.side)?
+                .wait_oper_up(&link.name, OPER_UP_TIMEOUT)?;
+        }
+    }
+    Ok(())
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.rollback();
+        }
+    }
+}
+
+fn route_spec(r: &RouteIntent) -> RouteSpec {
+    RouteSpec {
+        dst: r.dst,
+        gw: r.gw,
+        oif_name: r.dev.clone(),
+        table: r.table,
+        priority: r.priority,
+        scope: r.scope,
+    }
+}
+
+fn undo(k: &mut Kernel, step: &Undo) -> Result<(), NetError> {
+    match step {
+        Undo::DeleteLink(side, name) => k.side(*side)?.delete_link(name),
+        Undo::SetUp(side, name, up) => k.side(*side)?.set_up(name, *up),
+        Undo::SetMtu(side, name, mtu) => k.side(*side)?.set_mtu(name, *mtu),
+        Undo::SetMac(side, name, mac) => k.side(*side)?.set_mac(name, *mac),
+        Undo::SetPromisc(name, on) => k.host.set_promisc(name, *on),
+        Undo::SetMaster(name, master) => k.host.set_master(name, master.as_deref()),
+        Undo::SetHairpin(name, on) => k.host.set_hairpin(name, *on),
+        Undo::SetIsolated(name, on) => k.host.set_isolated(name, *on),
+        Undo::VlanDel(port, vid) => k.host.bridge_vlan_del(port, *vid),
+        Undo::DelAddress(side, name, addr) => k.side(*side)?.del_address(name, *addr),
+        Undo::DelRoute(side, spec) => k.side(*side)?.del_route(spec),
+        Undo::Sysctl(side, key, value) => k.side(*side)?.set_sysctl(key, value),
+    }
+}
+
+/// Apply a DEL plan: every intent is tried; missing links, addresses, routes and
+/// a vanished container namespace count as done. Returns the failures.
+pub fn apply_best_effort(kernel: &mut Kernel, intents: &[Intent]) -> Vec<ApplyError> {
+    let mut failures = Vec::new();
+    for (index, intent) in intents.iter().enumerate() {
+        let touches_container = intent.links().iter().any(|l| l.side == Side::Container)
+            || matches!(
+                intent,
+                Intent::SetSysctl {
+                    side: Side::Container,
+                    ..
+                }
+            )
+            || matches!(intent, Intent::AddRoute(r) if r.side == Side::Container);
+        if touches_container && kernel.container.is_none() {
+            continue;
+        }
+        // A DEL step is not undone when a later one fails: no journal.
+        match apply_one(kernel, intent, &mut Vec::new()) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(source) => failures.push(ApplyError {
+                index,
+                kind: intent.kind(),
+                source,
+            }),
+        }
+    }
+    failures
+}

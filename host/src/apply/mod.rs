@@ -1,0 +1,21 @@
+//! The narrow door to the kernel: everything that changes or reads network
+//! state goes through the [`Netlink`] trait, and the only code that switches
+//! network namespaces is in [`netns`].
+//!
+//! - [`netns`]: namespace handles and [`run_in_netns`].
+//! - [`netlink`]: domain types, [`NetError`] and the [`Netlink`] trait.
+//! - [`rtnl`]: [`RtNetlink`], the real implementation over rtnetlink.
+//! - [`fake`]: [`RecordingNetlink`], an in-memory recording model.
+
+pub mod applier;
+pub mod fake;
+pub mod netlink;
+pub mod netns;
+pub mod rtnl;
+
+pub use fake::{Op, RecordingNetlink};
+pub use netlink::{
+    validate_sysctl_path, BridgeVlanFlags, LinkFacts, NetError, Netlink, RouteFacts, RouteSpec,
+};
+pub use netns::{run_in_netns, NetnsHandle};
+pub use rtnl::RtNetlink;

@@ -1,0 +1,1161 @@
+//! [`Netlink`] over the kernel's rtnetlink, using the `rtnetlink` crate.
+//!
+//! The netlink socket is opened inside the target namespace (via
+//! [`run_in_netns`]) and stays bound to it, so every request made through it
+//! acts there without any further namespace switching. The async API is
+//! driven by a private current-thread tokio runtime, one `block_on` per verb;
+//! therefore these methods must not be called from inside another tokio
+//! runtime's async context.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use netlink_packet_core::DefaultNla;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    AfSpecBridge, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort, InfoData, InfoKind,
+    InfoPortData, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
+    LinkProtoInfoBridge, State,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType, RouteVia,
+};
+use netlink_packet_route::AddressFamily;
+use nix::errno::Errno;
+use rtnetlink::{
+    AddressMessageBuilder, Handle, LinkBridge, LinkBridgeVlan, LinkMessageBuilder, LinkUnspec,
+    LinkVeth, RouteMessageBuilder,
+};
+use tokio::runtime::Runtime;
+
+use super::netlink::{
+    validate_sysctl_path, BridgeVlanFlags, LinkFacts, NetError, Netlink, RouteFacts, RouteSpec,
+};
+use super::netns::{run_in_netns, NetnsHandle};
+
+/// `IFLA_BRPORT_MODE` (hairpin), from `<linux/if_link.h>`.
+const IFLA_BRPORT_MODE: u16 = 4;
+/// `IFLA_BRPORT_ISOLATED`, from `<linux/if_link.h>`.
+const IFLA_BRPORT_ISOLATED: u16 = 33;
+
+/// The real [`Netlink`]: one rtnetlink socket bound to one namespace.
+pub struct RtNetlink {
+    rt: Runtime,
+    handle: Handle,
+    ns: NetnsHandle,
+}
+
+impl std::fmt::Debug for RtNetlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtNetlink").field("ns", &self.ns).finish()
+    }
+}
+
+impl RtNetlink {
+    /// Opens an rtnetlink connection inside `ns`.
+    pub fn open(ns: &NetnsHandle) -> Result<Self, NetError> {
+        // enable_io exists because netlink-sys turns on tokio's "net"
+        // feature; the socket needs the IO driver to be woken up.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| NetError::io("build tokio runtime", e))?;
+        let rt_handle = rt.handle().clone();
+        // socket(2) binds the netlink socket to the creating thread's netns;
+        // registering it with the runtime only needs the runtime context,
+        // which can be entered from any thread.
+        let (conn, handle, _unsolicited) = run_in_netns(ns, move || {
+            let _entered = rt_handle.enter();
+            rtnetlink::new_connection()
+        })?
+        .map_err(|e| NetError::io("open rtnetlink socket", e))?;
+        // Runs only while a block_on is in progress, which is exactly when
+        // requests are outstanding.
+        rt.spawn(conn);
+        Ok(Self {
+            rt,
+            handle,
+            ns: ns.try_clone()?,
+        })
+    }
+
+    /// The namespace this instance acts on.
+    pub fn netns(&self) -> &NetnsHandle {
+        &self.ns
+    }
+
+    fn block<F: Future>(&self, fut: F) -> F::Output {
+        self.rt.block_on(fut)
+    }
+
+    /// Runs a request that answers with a bare ack.
+    fn exec<F>(&self, op: &'static str, target: &str, fut: F) -> Result<(), NetError>
+    where
+        F: Future<Output = Result<(), rtnetlink::Error>>,
+    {
+        self.block(fut).map_err(|e| nl_error(op, target, e))
+    }
+
+    fn set_link(&self, op: &'static str, name: &str, msg: LinkMessage) -> Result<(), NetError> {
+        self.exec(op, name, self.handle.link().set(msg).execute())
+    }
+
+    fn get_link_msg(&self, op: &'static str, name: &str) -> Result<Option<LinkMessage>, NetError> {
+        let mut req = self.handle.link().get().match_name(name).execute();
+        match self.block(req.try_next()) {
+            Ok(msg) => Ok(msg),
+            Err(e) => match nl_error(op, name, e) {
+                e if e.errno() == Some(Errno::ENODEV) => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// The index of `name`, or the kernel's ENODEV as a [`NetError::Kernel`].
+    fn index_of(&self, op: &'static str, name: &str) -> Result<u32, NetError> {
+        match self.get_link_msg(op, name)? {
+            Some(msg) => Ok(msg.header.index),
+            None => Err(NetError::kernel(op, name, Errno::ENODEV)),
+        }
+    }
+
+    fn addresses(&self) -> Result<Vec<(u32, IpNet)>, NetError> {
+        let msgs: Vec<AddressMessage> = self
+            .block(self.handle.address().get().execute().try_collect())
+            .map_err(|e| nl_error("get addresses", "", e))?;
+        Ok(msgs.iter().filter_map(address_of).collect())
+    }
+
+    fn bridge_port_msg(
+        &self,
+        op: &'static str,
+        name: &str,
+        attr: u16,
+        on: bool,
+    ) -> Result<(), NetError> {
+        let index = self.index_of(op, name)?;
+        // RTM_SETLINK with AF_BRIDGE goes to the bridge's ndo_bridge_setlink.
+        // The kernel treats a non-nested IFLA_PROTINFO as the legacy
+        // "port state" byte, so the nested flag (which netlink-packet-route
+        // sets for ProtoInfoBridge) matters.
+        let mut msg = LinkMessage::default();
+        msg.header.interface_family = AddressFamily::Bridge;
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::ProtoInfoBridge(vec![
+            LinkProtoInfoBridge::Other(DefaultNla::new(attr, vec![u8::from(on)])),
+        ]));
+        self.set_link(op, name, msg)
+    }
+
+    fn vlan_msg(
+        &self,
+        op: &'static str,
+        port: &str,
+        vid: u16,
+        flags: BridgeVlanInfoFlags,
+    ) -> Result<LinkMessage, NetError> {
+        if !(1..=4094).contains(&vid) {
+            return Err(NetError::Invalid(format!(
+                "VLAN id {vid} is not in 1..=4094"
+            )));
+        }
+        let Some(facts) = self.get_link_msg(op, port)?.map(|m| link_facts(&m)) else {
+            return Err(NetError::kernel(op, port, Errno::ENODEV));
+        };
+        let mut builder = LinkBridgeVlan::new(facts.index).vlan(vid, flags);
+        // Without flags the kernel hands the request to the port's master;
+        // the bridge device itself has none and must be addressed as "self".
+        if facts.kind.as_deref() == Some("bridge") {
+            builder = builder.bridge_self();
+        }
+        Ok(builder.build())
+    }
+
+    fn route_msg(&self, op: &'static str, spec: &RouteSpec) -> Result<RouteMessage, NetError> {
+        let invalid =
+            |e: &dyn std::fmt::Display| NetError::Invalid(format!("{op} {}: {e}", spec.dst));
+        let mut builder = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(spec.dst.addr(), spec.dst.prefix_len())
+            .map_err(|e| invalid(&e))?
+            .table_id(spec.effective_table());
+        if let Some(gw) = spec.gw {
+            builder = builder.gateway(gw).map_err(|e| invalid(&e))?;
+        }
+        if let Some(oif) = &spec.oif_name {
+            builder = builder.output_interface(self.index_of(op, oif)?);
+        }
+        if let Some(priority) = spec.priority {
+            builder = builder.priority(priority);
+        }
+        Ok(builder.build())
+    }
+
+    fn routes_of(&self, msg: RouteMessage) -> Result<Vec<RouteFacts>, NetError> {
+        let msgs: Vec<RouteMessage> = self
+            .block(self.handle.route().get(msg).execute().try_collect())
+            .map_err(|e| nl_error("get routes", "", e))?;
+        Ok(msgs.iter().filter_map(route_facts).collect())
+    }
+
+    fn sysctl_io<T: Send>(
+        &self,
+        path: &str,
+        io: impl FnOnce(&str) -> std::io::Result<T> + Send,
+    ) -> Result<T, NetError> {
+        validate_sysctl_path(path)?;
+        let full = format!("/proc/sys/{path}");
+        // /proc/sys/net resolves to the namespace of the thread that opens
+        // the file, so the open must happen inside.
+        let result = run_in_netns(&self.ns, || io(&full))?;
+        result.map_err(|e| match e.raw_os_error() {
+            Some(code) => NetError::kernel("sysctl", path, Errno::from_raw(code)),
+            None => NetError::io(format!("sysctl {path}"), e),
+        })
+    }
+}
+
+/// Turns a library error into ours, keeping the kernel's errno as data.
+fn nl_error(op: &'static str, target: &str, e: rtnetlink::Error) -> NetError {
+    match e {
+        rtnetlink::Error::NetlinkError(msg) if msg.raw_code() != 0 => {
+            NetError::kernel(op, target, Errno::from_raw(msg.raw_code().abs()))
+        }
+        other => NetError::Protocol {
+            op,
+            target: target.to_string(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn link_facts(msg: &LinkMessage) -> LinkFacts {
+    let flags = msg.header.flags;
+    let mut facts = LinkFacts::new(String::new(), msg.header.index);
+    facts.admin_up = flags.contains(LinkFlags::Up);
+    facts.promisc = flags.contains(LinkFlags::Promisc);
+    let mut state = State::Unknown;
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(name) => facts.name = name.clone(),
+            LinkAttribute::Mtu(mtu) => facts.mtu = *mtu,
+            LinkAttribute::Address(addr) => facts.mac = <[u8; 6]>::try_from(addr.as_slice()).ok(),
+            LinkAttribute::Controller(index) if *index != 0 => facts.master = Some(*index),
+            LinkAttribute::Link(index) if *index != 0 => facts.peer_index = Some(*index),
+            LinkAttribute::IfAlias(alias) => facts.alias = Some(alias.clone()),
+            LinkAttribute::OperState(s) => state = *s,
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    match info {
+                        LinkInfo::Kind(kind) => facts.kind = Some(kind.to_string()),
+                        LinkInfo::Data(InfoData::Bridge(opts)) => {
+                            for opt in opts {
+                                if let InfoBridge::VlanFiltering(on) = opt {
+                                    facts.vlan_filtering = Some(*on);
+                                }
+                            }
+                        }
+                        LinkInfo::PortData(InfoPortData::BridgePort(opts)) => {
+                            for opt in opts {
+                                match opt {
+                                    InfoBridgePort::HairpinMode(on) => facts.hairpin = Some(*on),
+                                    InfoBridgePort::Isolated(on) => facts.isolated = Some(*on),
+                                    _ => {}
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if facts.kind.as_deref() == Some("bridge") && facts.vlan_filtering.is_none() {
+        // Kernels without CONFIG_BRIDGE_VLAN_FILTERING omit the attribute.
+        facts.vlan_filtering = Some(false);
+    }
+    // Drivers without carrier management (lo, dummy) stay at UNKNOWN even
+    // when running; IFF_LOWER_UP then tells whether they pass traffic.
+    facts.oper_up = state == State::Up
+        || (state == State::Unknown && facts.admin_up && flags.contains(LinkFlags::LowerUp));
+    facts
+}
+
+fn address_of(msg: &AddressMessage) -> Option<(u32, IpNet)> {
+    // For IPv4, IFA_LOCAL is the interface's own address and IFA_ADDRESS the
+    // peer's on point-to-point links; IPv6 only sends IFA_ADDRESS.
+    let mut local = None;
+    let mut address = None;
+    for attr in &msg.attributes {
+        match attr {
+            AddressAttribute::Local(ip) => local = Some(*ip),
+            AddressAttribute::Address(ip) => address = Some(*ip),
+            _ => {}
+        }
+    }
+    let ip = local.or(address)?;
+    let net = IpNet::new(ip, msg.header.prefix_len).ok()?;
+    Some((msg.header.index, net))
+}
+
+fn route_addr(addr: &RouteAddress) -> Option<IpAddr> {
+    match addr {
+        RouteAddress::Inet(ip) => Some(IpAddr::V4(*ip)),
+        RouteAddress::Inet6(ip) => Some(IpAddr::V6(*ip)),
+        _ => None,
+    }
+}
+
+fn route_facts(msg: &RouteMessage) -> Option<RouteFacts> {
+    let header = &msg.header;
+    // Local, broadcast and multicast entries of the local table are not
+    // routes anyone configured.
+    if header.kind != RouteType::Unicast {
+        return None;
+    }
+    let mut dst = None;
+    let mut facts = RouteFacts {
+        dst: IpNet::V4(ipnet::Ipv4Net::default()),
+        gw: None,
+        oif: None,
+        table: u32::from(header.table),
+        priority: None,
+        scope: u8::from(header.scope),
+    };
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Destination(addr) => dst = route_addr(addr),
+            RouteAttribute::Gateway(addr) => facts.gw = route_addr(addr),
+            RouteAttribute::Via(RouteVia::Inet6(ip)) => facts.gw = Some(IpAddr::V6(*ip)),
+            RouteAttribute::Via(RouteVia::Inet(ip)) => facts.gw = Some(IpAddr::V4(*ip)),
+            RouteAttribute::Oif(index) => facts.oif = Some(*index),
+            // RTA_TABLE carries ids above 255, which the u8 header cannot.
+            RouteAttribute::Table(table) => facts.table = *table,
+            RouteAttribute::Priority(priority) => facts.priority = Some(*priority),
+            _ => {}
+        }
+    }
+    let dst = match (dst, header.address_family) {
+        (Some(ip), _) => ip,
+        (None, AddressFamily::Inet) => IpAddr::from([0u8; 4]),
+        (None, AddressFamily::Inet6) => IpAddr::from([0u8; 16]),
+        (None, _) => return None,
+    };
+    facts.dst = IpNet::new(dst, header.destination_prefix_length).ok()?;
+    Some(facts)
+}
+
+impl Netlink for RtNetlink {
+    fn link(&mut self, name: &str) -> Result<Option<LinkFacts>, NetError> {
+        let Some(msg) = self.get_link_msg("link", name)? else {
+            return Ok(None);
+        };
+        let mut facts = link_facts(&msg);
+        facts.addresses = self
+            .addresses()?
+            .into_iter()
+            .filter(|(index, _)| *index == facts.index)
+            .map(|(_, net)| net)
+            .collect();
+        Ok(Some(facts))
+    }
+
+    fn links(&mut self) -> Result<Vec<LinkFacts>, NetError> {
+        let msgs: Vec<LinkMessage> = self
+            .block(self.handle.link().get().execute().try_collect())
+            .map_err(|e| nl_error("links", "", e))?;
+        let addresses = self.addresses()?;
+        Ok(msgs
+            .iter()
+            .map(|msg| {
+                let mut facts = link_facts(msg);
+                facts.addresses = addresses
+                    .iter()
+                    .filter(|(index, _)| *index == facts.index)
+                    .map(|(_, net)| *net)
+                    .collect();
+                facts
+            })
+            .collect())
+    }
+
+    fn create_bridge(
+        &mut self,
+        name: &str,
+        mtu: Option<u32>,
+        vlan_filtering: bool,
+    ) -> Result<(), NetError> {
+        // Not LinkBridge::new, which also sets the bridge up: going up is a
+        // separate, journaled step.
+        let mut builder = LinkMessageBuilder::<LinkBridge>::new(name);
+        if let Some(mtu) = mtu {
+            builder = builder.mtu(mtu);
+        }
+        // Only sent when wanted: kernels without CONFIG_BRIDGE_VLAN_FILTERING
+        // reject the attribute with EOPNOTSUPP even when it says "off".
+        if vlan_filtering {
+            builder = builder.vlan_filtering(true);
+        }
+        self.exec(
+            "create_bridge",
+            name,
+            self.handle.link().add(builder.build()).execute(),
+        )
+    }
+
+    fn create_veth(
+        &mut self,
+        name: &str,
+        mtu: Option<u32>,
+        mac: Option<[u8; 6]>,
+        peer_name: &str,
+        peer_ns: &NetnsHandle,
+    ) -> Result<(), NetError> {
+        // The fd number is resolved in the sending process while the request
+        // is processed, which is this process: the socket belongs to it.
+        let mut peer =
+            LinkUnspec::new_with_name(peer_name).setns_by_fd(peer_ns.as_fd().as_raw_fd());
+        let mut builder =
+            LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth).name(name);
+        if let Some(mtu) = mtu {
+            // Like vishvananda/netlink: the peer gets the same MTU, otherwise
+            // the kernel gives it the default 1500.
+            peer = peer.mtu(mtu);
+            builder = builder.mtu(mtu);
+        }
+        if let Some(mac) = mac {
+            builder = builder.address(mac.to_vec());
+        }
+        let msg = builder
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .build();
+        self.exec("create_veth", name, self.handle.link().add(msg).execute())
+    }
+
+    fn create_dummy(&mut self, name: &str) -> Result<(), NetError> {
+        let msg = rtnetlink::LinkDummy::new(name).build();
+        self.exec("create_dummy", name, self.handle.link().add(msg).execute())
+    }
+
+    fn delete_link(&mut self, name: &str) -> Result<(), NetError> {
+        // RTM_DELLINK with index 0 looks the device up by IFLA_IFNAME: one
+        // round trip and no index race.
+        let msg = LinkUnspec::new_with_name(name).build();
+        self.exec(
+            "delete_link",
+            name,
+            self.handle.link().del_with_message(msg).execute(),
+        )
+    }
+
+    fn set_up(&mut self, name: &str, up: bool) -> Result<(), NetError> {
+        // RTM_SETLINK with index 0 also resolves IFLA_IFNAME (no rename).
+        let builder = LinkUnspec::new_with_name(name);
+        let builder = if up { builder.up() } else { builder.down() };
+        self.set_link("set_up", name, builder.build())
+    }
+
+    fn set_mtu(&mut self, name: &str, mtu: u32) -> Result<(), NetError> {
+        self.set_link(
+            "set_mtu",
+            name,
+            LinkUnspec::new_with_name(name).mtu(mtu).build(),
+        )
+    }
+
+    fn set_mac(&mut self, name: &str, mac: [u8; 6]) -> Result<(), NetError> {
+        let msg = LinkUnspec::new_with_name(name)
+            .address(mac.to_vec())
+            .build();
+        self.set_link("set_mac", name, msg)
+    }
+
+    fn set_promisc(&mut self, name: &str, on: bool) -> Result<(), NetError> {
+        let msg = LinkUnspec::new_with_name(name).promiscuous(on).build();
+        self.set_link("set_promisc", name, msg)
+    }
+
+    fn set_master(&mut self, name: &str, master: Option<&str>) -> Result<(), NetError> {
+        let builder = LinkUnspec::new_with_name(name);
+        // The master must be resolved here: given an unknown index the kernel
+        // does not fail but quietly releases the current master.
+        let builder = match master {
+            Some(master) => builder.controller(self.index_of("set_master", master)?),
+            None => builder.nocontroller(),
+        };
+        self.set_link("set_master", name, builder.build())
+    }
+
+    fn set_alias(&mut self, name: &str, alias: &str) -> Result<(), NetError> {
+        let msg = LinkUnspec::new_with_name(name).alias(alias).build();
+        self.set_link("set_alias", name, msg)
+    }
+
+    fn set_hairpin(&mut self, name: &str, on: bool) -> Result<(), NetError> {
+        self.bridge_port_msg("set_hairpin", name, IFLA_BRPORT_MODE, on)
+    }
+
+    fn set_isolated(&mut self, name: &str, on: bool) -> Result<(), NetError> {
+        self.bridge_port_msg("set_isolated", name, IFLA_BRPORT_ISOLATED, on)
+    }
+
+    fn bridge_vlan_add(
+        &mut self,
+        port: &str,
+        vid: u16,
+        pvid: bool,
+        untagged: bool,
+    ) -> Result<(), NetError> {
+        let mut flags = BridgeVlanInfoFlags::empty();
+        flags.set(BridgeVlanInfoFlags::Pvid, pvid);
+        flags.set(BridgeVlanInfoFlags::Untagged, untagged);
+        let msg = self.vlan_msg("bridge_vlan_add", port, vid, flags)?;
+        self.set_link("bridge_vlan_add", port, msg)
+    }
+
+    fn bridge_vlan_del(&mut self, port: &str, vid: u16) -> Result<(), NetError> {
+        let msg = self.vlan_msg("bridge_vlan_del", port, vid, BridgeVlanInfoFlags::empty())?;
+        self.exec(
+            "bridge_vlan_del",
+            port,
+            self.handle.link().del_with_message(msg).execute(),
+        )
+    }
+
+    fn bridge_vlans(&mut self, port: &str) -> Result<Vec<(u16, BridgeVlanFlags)>, NetError> {
+        let index = self.index_of("bridge_vlans", port)?;
+        // An AF_BRIDGE dump lists every port (the index is not a filter);
+        // RTEXT_FILTER_BRVLAN asks for one IFLA_BRIDGE_VLAN_INFO per VLAN.
+        let req = self
+            .handle
+            .link()
+            .get()
+            .set_filter_mask(AddressFamily::Bridge, vec![LinkExtentMask::Brvlan])
+            .execute();
+        let msgs: Vec<LinkMessage> = self
+            .block(req.try_collect())
+            .map_err(|e| nl_error("bridge_vlans", port, e))?;
+        let mut vlans = Vec::new();
+        for msg in msgs.iter().filter(|m| m.header.index == index) {
+            for attr in &msg.attributes {
+                if let LinkAttribute::AfSpecBridge(specs) = attr {
+                    for spec in specs {
+                        if let AfSpecBridge::VlanInfo(info) = spec {
+                            vlans.push((
+                                info.vid,
+                                BridgeVlanFlags {
+                                    pvid: info.flags.contains(BridgeVlanInfoFlags::Pvid),
+                                    untagged: info.flags.contains(BridgeVlanInfoFlags::Untagged),
+                                },
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(vlans)
+    }
+
+    fn move_to_netns(&mut self, name: &str, ns: &NetnsHandle) -> Result<(), NetError> {
+        let msg = LinkUnspec::new_with_name(name)
+            .setns_by_fd(ns.as_fd().as_raw_fd())
+            .build();
+        self.set_link("move_to_netns", name, msg)
+    }
+
+    fn add_address(&mut self, name: &str, addr: IpNet) -> Result<(), NetError> {
+        let index = self.index_of("add_address", name)?;
+        let req = self
+            .handle
+            .address()
+            .add(index, addr.addr(), addr.prefix_len())
+            .execute();
+        self.exec("add_address", &format!("{addr} dev {name}"), req)
+    }
+
+    fn del_address(&mut self, name: &str, addr: IpNet) -> Result<(), NetError> {
+        let index = self.index_of("del_address", name)?;
+        let msg = match addr {
+            IpNet::V4(net) => AddressMessageBuilder::<std::net::Ipv4Addr>::new()
+                .index(index)
+                .address(net.addr(), net.prefix_len())
+                .build(),
+            IpNet::V6(net) => AddressMessageBuilder::<std::net::Ipv6Addr>::new()
+                .index(index)
+                .address(net.addr(), net.prefix_len())
+                .build(),
+        };
+        let req = self.handle.address().del(msg).execute();
+        self.exec("del_address", &format!("{addr} dev {name}"), req)
+    }
+
+    fn add_route(&mut self, route: &RouteSpec) -> Result<(), NetError> {
+        let mut msg = self.route_msg("add_route", route)?;
+        msg.header.scope = RouteScope::from(route.effective_add_scope());
+        let req = self.handle.route().add(msg).execute();
+        self.exec("add_route", &route.dst.to_string(), req)
+    }
+
+    fn del_route(&mut self, route: &RouteSpec) -> Result<(), NetError> {
+        let mut msg = self.route_msg("del_route", route)?;
+        // Zero/NOWHERE are wildcards for deletion, as in `ip route del`;
+        // the builder's defaults (proto static, scope universe) would miss
+        // routes added by the kernel or by other tools.
+        msg.header.protocol = RouteProtocol::Unspec;
+        msg.header.kind = RouteType::Unspec;
+        msg.header.scope = route.scope.map_or(RouteScope::NoWhere, RouteScope::from);
+        let req = self.handle.route().del(msg).execute();
+        self.exec("del_route", &route.dst.to_string(), req)
+    }
+
+    fn routes(&mut self) -> Result<Vec<RouteFacts>, NetError> {
+        // Two dumps: an AF_UNSPEC dump would also walk multicast routing
+        // and MPLS tables.
+        let mut routes =
+            self.routes_of(RouteMessageBuilder::<std::net::Ipv4Addr>::new().build())?;
+        routes.extend(self.routes_of(RouteMessageBuilder::<std::net::Ipv6Addr>::new().build())?);
+        Ok(routes)
+    }
+
+    fn set_sysctl(&mut self, path: &str, value: &str) -> Result<(), NetError> {
+        let value = value.to_string();
+        self.sysctl_io(path, move |full| std::fs::write(full, value))
+    }
+
+    fn sysctl(&mut self, path: &str) -> Result<String, NetError> {
+        let raw = self.sysctl_io(path, |full| std::fs::read_to_string(full))?;
+        Ok(raw.trim_end_matches('\n').to_string())
+    }
+
+    fn wait_oper_up(&mut self, name: &str, timeout: Duration) -> Result<(), NetError> {
+        // Polling one RTM_GETLINK is cheap and needs no second socket; the
+        // back-off keeps latency low for the usual few-millisecond wait.
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.get_link_msg("wait_oper_up", name)? {
+                Some(msg) if link_facts(&msg).oper_up => return Ok(()),
+                Some(_) => {}
+                None => return Err(NetError::kernel("wait_oper_up", name, Errno::ENODEV)),
+            }
+            let waited = start.elapsed();
+            if waited >= timeout {
+                return Err(NetError::Timeout {
+                    what: format!("{name} to be operationally up"),
+                    waited,
+                });
+            }
+            std::thread::sleep(pause.min(timeout - waited));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::netns::tests::test_netns;
+    use super::*;
+    use crate::apply::netlink::{RT_SCOPE_LINK, RT_SCOPE_UNIVERSE};
+    use std::process::Command;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("prefix")
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    fn errno<T: std::fmt::Debug>(r: Result<T, NetError>) -> Errno {
+        r.expect_err("expected an error")
+            .errno()
+            .expect("expected a kernel errno")
+    }
+
+    /// A name no other namespace on this machine will have.
+    fn unique_name(prefix: &str) -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let mix = std::process::id() ^ nanos.rotate_left(13) ^ NEXT.fetch_add(1, Ordering::Relaxed);
+        format!("{prefix}{mix:08x}")
+    }
+
+    fn open(ns: &NetnsHandle) -> RtNetlink {
+        RtNetlink::open(ns).expect("open rtnetlink in test netns")
+    }
+
+    #[test]
+    fn fresh_namespace_has_only_lo() {
+        let Some(a) = test_netns("fresh_namespace_has_only_lo") else {
+            return;
+        };
+        let mut nl = open(&a);
+        let links = nl.links().expect("links");
+        assert_eq!(links.len(), 1, "{links:?}");
+        let lo = &links[0];
+        assert_eq!(
+            (lo.name.as_str(), lo.index, lo.kind.as_deref()),
+            ("lo", 1, None)
+        );
+        assert!(!lo.admin_up && !lo.oper_up);
+        nl.set_up("lo", true).expect("lo up");
+        // lo reports IF_OPER_UNKNOWN; LOWER_UP makes it count as up.
+        nl.wait_oper_up("lo", Duration::from_secs(5))
+            .expect("lo oper up");
+        let lo = nl.link("lo").expect("get").expect("lo");
+        assert!(lo.admin_up && lo.oper_up);
+        assert!(
+            lo.addresses.contains(&net("127.0.0.1/8")),
+            "{:?}",
+            lo.addresses
+        );
+        assert!(nl.link("nope").expect("get").is_none());
+    }
+
+    #[test]
+    fn bridge_veth_master_and_link_settings() {
+        let Some(a) = test_netns("bridge_veth_master_and_link_settings") else {
+            return;
+        };
+        let b = NetnsHandle::new_unnamed().expect("second netns");
+        let mut nl = open(&a);
+        let mut nl_b = open(&b);
+
+        nl.create_bridge("br0", Some(1450), false).expect("bridge");
+        let br = nl.link("br0").expect("get").expect("br0");
+        assert_eq!(br.kind.as_deref(), Some("bridge"));
+        assert_eq!(br.mtu, 1450);
+        assert!(!br.admin_up, "created down");
+        assert_eq!(br.vlan_filtering, Some(false));
+
+        let dup = nl.create_bridge("br0", None, false).expect_err("duplicate");
+        assert!(dup.is_exists(), "{dup:?}");
+        assert!(matches!(
+            &dup,
+            NetError::Kernel { op: "create_bridge", target, errno: Errno::EEXIST } if target == "br0"
+        ));
+
+        let mac = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];
+        nl.create_veth("veth0", Some(1400), Some(mac), "eth0", &b)
+            .expect("veth");
+        let host = nl.link("veth0").expect("get").expect("veth0");
+        assert_eq!(host.kind.as_deref(), Some("veth"));
+        assert_eq!((host.mtu, host.mac), (1400, Some(mac)));
+        assert!(nl.link("eth0").expect("get").is_none(), "peer went to b");
+        let peer = nl_b.link("eth0").expect("get").expect("eth0 in b");
+        assert_eq!(peer.mtu, 1400);
+        assert_eq!(host.peer_index, Some(peer.index));
+        assert!(nl
+            .create_veth("veth1", None, None, "eth0", &b)
+            .expect_err("peer name taken in b")
+            .is_exists());
+        assert!(
+            nl.link("veth1").expect("get").is_none(),
+            "nothing half-made"
+        );
+
+        nl.set_master("veth0", Some("br0")).expect("master");
+        let port = nl.link("veth0").expect("get").expect("veth0");
+        assert_eq!(port.master, Some(br.index));
+        assert_eq!((port.hairpin, port.isolated), (Some(false), Some(false)));
+        nl.set_hairpin("veth0", true).expect("hairpin");
+        nl.set_isolated("veth0", true).expect("isolated");
+        let port = nl.link("veth0").expect("get").expect("veth0");
+        assert_eq!((port.hairpin, port.isolated), (Some(true), Some(true)));
+        nl.set_hairpin("veth0", false).expect("hairpin off");
+        assert_eq!(
+            nl.link("veth0").expect("get").expect("veth0").hairpin,
+            Some(false)
+        );
+        assert_eq!(errno(nl.set_master("veth0", Some("nope"))), Errno::ENODEV);
+        assert_eq!(
+            nl.link("veth0").expect("get").expect("veth0").master,
+            Some(br.index),
+            "a failed set_master leaves the master alone"
+        );
+        nl.set_master("veth0", None).expect("release");
+        let port = nl.link("veth0").expect("get").expect("veth0");
+        assert_eq!((port.master, port.hairpin), (None, None));
+        assert_eq!(errno(nl.set_hairpin("veth0", true)), Errno::EOPNOTSUPP);
+
+        nl.set_alias("veth0", "wasm-cni test").expect("alias");
+        nl.set_promisc("veth0", true).expect("promisc");
+        nl.set_mtu("veth0", 1300).expect("mtu");
+        let mac2 = [0x02, 0, 0, 0, 0, 0x99];
+        nl.set_mac("veth0", mac2).expect("mac");
+        let f = nl.link("veth0").expect("get").expect("veth0");
+        assert_eq!(f.alias.as_deref(), Some("wasm-cni test"));
+        assert!(f.promisc);
+        assert_eq!((f.mtu, f.mac), (1300, Some(mac2)));
+        nl.set_alias("veth0", "").expect("clear alias");
+        nl.set_promisc("veth0", false).expect("promisc off");
+        let f = nl.link("veth0").expect("get").expect("veth0");
+        assert_eq!((f.alias, f.promisc), (None, false));
+        assert_eq!(errno(nl.set_mtu("nope", 1300)), Errno::ENODEV);
+        assert_eq!(
+            errno(nl.set_mac("veth0", [1, 0, 0, 0, 0, 1])),
+            Errno::EADDRNOTAVAIL
+        );
+
+        nl.set_up("veth0", true).expect("up");
+        let err = nl
+            .wait_oper_up("veth0", Duration::from_millis(150))
+            .expect_err("peer is down");
+        assert!(matches!(err, NetError::Timeout { .. }), "{err:?}");
+        nl_b.set_up("eth0", true).expect("peer up");
+        nl.wait_oper_up("veth0", Duration::from_secs(5))
+            .expect("oper up");
+        assert!(nl.link("veth0").expect("get").expect("veth0").oper_up);
+
+        let names: Vec<String> = nl
+            .links()
+            .expect("links")
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        assert_eq!(names, ["lo", "br0", "veth0"]);
+
+        nl.delete_link("veth0").expect("delete");
+        assert!(
+            nl_b.link("eth0").expect("get").is_none(),
+            "peer deleted too"
+        );
+        let gone = nl.delete_link("veth0").expect_err("already gone");
+        assert_eq!(gone.errno(), Some(Errno::ENODEV));
+        assert!(gone.is_not_found());
+        assert_eq!(
+            errno(nl.wait_oper_up("veth0", Duration::from_millis(10))),
+            Errno::ENODEV
+        );
+    }
+
+    #[test]
+    fn addresses_and_routes() {
+        let Some(a) = test_netns("addresses_and_routes") else {
+            return;
+        };
+        let b = NetnsHandle::new_unnamed().expect("second netns");
+        let mut nl = open(&a);
+        let mut nl_b = open(&b);
+        nl.create_veth("va", None, None, "vb", &b).expect("veth");
+        nl.set_up("va", true).expect("up");
+        nl_b.set_up("vb", true).expect("peer up");
+
+        let v4 = net("10.99.0.1/24");
+        let v6 = net("fd00:99::1/64");
+        nl.add_address("va", v4).expect("v4");
+        nl.add_address("va", v6).expect("v6");
+        let addrs = nl.link("va").expect("get").expect("va").addresses;
+        assert!(addrs.contains(&v4) && addrs.contains(&v6), "{addrs:?}");
+        assert!(nl.add_address("va", v4).expect_err("dup v4").is_exists());
+        assert!(nl.add_address("va", v6).expect_err("dup v6").is_exists());
+        assert_eq!(errno(nl.add_address("nope", v4)), Errno::ENODEV);
+
+        let va = nl.link("va").expect("get").expect("va").index;
+        let default4 = RouteSpec::new(net("0.0.0.0/0")).via(ip("10.99.0.254"));
+        let default6 = RouteSpec::new(net("::/0")).via(ip("fd00:99::fe")).dev("va");
+        let dev_route = RouteSpec::new(net("10.97.0.0/24")).dev("va");
+        let mut table_route = RouteSpec::new(net("10.98.0.0/24")).via(ip("10.99.0.254"));
+        table_route.table = Some(100);
+        table_route.priority = Some(50);
+        for route in [&default4, &default6, &dev_route, &table_route] {
+            nl.add_route(route).expect("add route");
+            assert!(
+                nl.add_route(route).expect_err("dup route").is_exists(),
+                "{route:?}"
+            );
+        }
+
+        let routes = nl.routes().expect("routes");
+        let find = |dst: &str, table: u32| {
+            routes
+                .iter()
+                .find(|r| r.dst == net(dst) && r.table == table)
+                .unwrap_or_else(|| panic!("no route {dst} in table {table}: {routes:?}"))
+                .clone()
+        };
+        let r = find("0.0.0.0/0", 254);
+        assert_eq!(
+            (r.gw, r.oif, r.scope),
+            (Some(ip("10.99.0.254")), Some(va), RT_SCOPE_UNIVERSE)
+        );
+        let r = find("::/0", 254);
+        assert_eq!((r.gw, r.oif), (Some(ip("fd00:99::fe")), Some(va)));
+        assert_eq!(r.priority, Some(1024), "IPv6 default metric");
+        let r = find("10.97.0.0/24", 254);
+        assert_eq!((r.gw, r.oif, r.scope), (None, Some(va), RT_SCOPE_LINK));
+        let r = find("10.98.0.0/24", 100);
+        assert_eq!((r.gw, r.priority), (Some(ip("10.99.0.254")), Some(50)));
+        // The kernel's own prefix route for the address is there too.
+        let r = find("10.99.0.0/24", 254);
+        assert_eq!((r.oif, r.scope), (Some(va), RT_SCOPE_LINK));
+        assert!(
+            routes.iter().all(|r| r.table != 255),
+            "local-table entries are not unicast routes: {routes:?}"
+        );
+
+        assert_eq!(
+            errno(nl.add_route(&RouteSpec::new(net("10.96.0.0/24")).dev("nope"))),
+            Errno::ENODEV
+        );
+        assert_eq!(
+            errno(nl.add_route(&RouteSpec::new(net("10.96.0.0/24")).via(ip("192.0.2.1")))),
+            Errno::ENETUNREACH,
+            "gateway not on any connected prefix"
+        );
+
+        // Deletion with only the destination set matches whatever is there.
+        for route in [
+            RouteSpec::new(net("0.0.0.0/0")),
+            default6.clone(),
+            RouteSpec::new(net("10.97.0.0/24")),
+            table_route.clone(),
+        ] {
+            nl.del_route(&route).expect("delete route");
+            let again = nl.del_route(&route).expect_err("already gone");
+            assert_eq!(again.errno(), Some(Errno::ESRCH), "{route:?}");
+            assert!(again.is_not_found());
+        }
+        let left: Vec<IpNet> = nl
+            .routes()
+            .expect("routes")
+            .into_iter()
+            .map(|r| r.dst)
+            .collect();
+        for gone in ["0.0.0.0/0", "::/0", "10.97.0.0/24", "10.98.0.0/24"] {
+            assert!(!left.contains(&net(gone)), "{gone} still in {left:?}");
+        }
+
+        nl.del_address("va", v4).expect("del v4");
+        nl.del_address("va", v6).expect("del v6");
+        let again = nl.del_address("va", v4).expect_err("already gone");
+        assert_eq!(again.errno(), Some(Errno::EADDRNOTAVAIL));
+        assert!(again.is_not_found());
+        let addrs = nl.link("va").expect("get").expect("va").addresses;
+        assert!(!addrs.contains(&v4) && !addrs.contains(&v6), "{addrs:?}");
+    }
+
+    #[test]
+    fn sysctl_acts_in_the_bound_namespace_only() {
+        let Some(a) = test_netns("sysctl_acts_in_the_bound_namespace_only") else {
+            return;
+        };
+        let mut nl = open(&a);
+        let name = unique_name("wct");
+        let peer = unique_name("wcp");
+        let here = nl.netns().try_clone().expect("dup");
+        nl.create_veth(&name, None, None, &peer, &here)
+            .expect("veth");
+
+        // Read-only look at the root namespace: the interface is not there.
+        let root_view = format!("/proc/sys/net/ipv4/conf/{name}/forwarding");
+        assert!(!std::path::Path::new(&root_view).exists());
+        let root_forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").ok();
+
+        let key = format!("net/ipv4/conf/{name}/forwarding");
+        assert_eq!(nl.sysctl(&key).expect("read"), "0");
+        nl.set_sysctl(&key, "1").expect("write");
+        assert_eq!(nl.sysctl(&key).expect("read back"), "1");
+        nl.set_sysctl("net/ipv4/ip_forward", "1")
+            .expect("ip_forward in a");
+        assert_eq!(nl.sysctl("net/ipv4/ip_forward").expect("read"), "1");
+
+        assert!(!std::path::Path::new(&root_view).exists());
+        assert_eq!(
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").ok(),
+            root_forward,
+            "root namespace untouched"
+        );
+
+        assert!(matches!(
+            nl.set_sysctl("net/../kernel/hostname", "x"),
+            Err(NetError::Invalid(_))
+        ));
+        assert!(matches!(
+            nl.sysctl("kernel/hostname"),
+            Err(NetError::Invalid(_))
+        ));
+        let missing = nl
+            .sysctl("net/ipv4/conf/nope/forwarding")
+            .expect_err("missing");
+        assert_eq!(missing.errno(), Some(Errno::ENOENT));
+    }
+
+    #[test]
+    fn move_to_netns_moves_the_link() {
+        let Some(a) = test_netns("move_to_netns_moves_the_link") else {
+            return;
+        };
+        let b = NetnsHandle::new_unnamed().expect("second netns");
+        let mut nl = open(&a);
+        let mut nl_b = open(&b);
+        let here = nl.netns().try_clone().expect("dup");
+        nl.create_veth("x0", None, None, "y0", &here).expect("veth");
+        nl.add_address("y0", net("10.5.0.1/24")).expect("address");
+        nl.move_to_netns("y0", &b).expect("move");
+        assert!(nl.link("y0").expect("get").is_none());
+        let moved = nl_b.link("y0").expect("get").expect("y0 in b");
+        assert!(moved.addresses.is_empty(), "addresses do not travel");
+        assert!(nl.link("x0").expect("get").is_some(), "peer stays");
+        assert_eq!(errno(nl.move_to_netns("y0", &b)), Errno::ENODEV);
+
+        // A same-named link in the target makes the move fail as EEXIST.
+        nl.create_veth("y0", None, None, "z0", &here).expect("veth");
+        assert!(nl
+            .move_to_netns("y0", &b)
+            .expect_err("name taken")
+            .is_exists());
+
+        // Bridges are netns-local.
+        nl.create_bridge("br0", None, false).expect("bridge");
+        assert_eq!(errno(nl.move_to_netns("br0", &b)), Errno::EINVAL);
+    }
+
+    #[test]
+    fn bridge_vlans_where_supported() {
+        let Some(a) = test_netns("bridge_vlans_where_supported") else {
+            return;
+        };
+        let mut nl = open(&a);
+        let here = nl.netns().try_clone().expect("dup");
+        nl.create_veth("p0", None, None, "q0", &here).expect("veth");
+        match nl.create_bridge("br0", None, true) {
+            Ok(()) => {}
+            Err(e) if e.is_unsupported() => {
+                eprintln!(
+                    "SKIP bridge_vlans_where_supported: kernel lacks bridge VLAN filtering ({e})"
+                );
+                // What such a kernel does: the create fails whole, and VLAN
+                // requests on a plain bridge's ports are refused.
+                assert!(nl.link("br0").expect("get").is_none());
+                nl.create_bridge("br0", None, false).expect("plain bridge");
+                nl.set_master("p0", Some("br0")).expect("master");
+                assert!(nl
+                    .bridge_vlan_add("p0", 10, true, true)
+                    .expect_err("no vlans")
+                    .is_unsupported());
+                assert!(nl.bridge_vlans("p0").expect("dump").is_empty());
+                return;
+            }
+            Err(e) => panic!("create_bridge with vlan_filtering: {e}"),
+        }
+        assert_eq!(
+            nl.link("br0").expect("get").expect("br0").vlan_filtering,
+            Some(true)
+        );
+        nl.set_master("p0", Some("br0")).expect("master");
+        nl.bridge_vlan_add("p0", 10, true, true).expect("vlan 10");
+        nl.bridge_vlan_add("p0", 20, false, false).expect("vlan 20");
+        let vlans = nl.bridge_vlans("p0").expect("vlans");
+        assert!(
+            vlans.contains(&(
+                10,
+                BridgeVlanFlags {
+                    pvid: true,
+                    untagged: true
+                }
+            )),
+            "{vlans:?}"
+        );
+        assert!(
+            vlans.contains(&(20, BridgeVlanFlags::default())),
+            "{vlans:?}"
+        );
+        nl.bridge_vlan_add("br0", 30, false, false)
+            .expect("vlan on the bridge itself");
+        assert!(nl
+            .bridge_vlans("br0")
+            .expect("vlans")
+            .iter()
+            .any(|(vid, _)| *vid == 30));
+        nl.bridge_vlan_del("p0", 20).expect("del");
+        assert!(!nl
+            .bridge_vlans("p0")
+            .expect("vlans")
+            .iter()
+            .any(|(vid, _)| *vid == 20));
+        assert!(nl
+            .bridge_vlan_del("p0", 20)
+            .expect_err("gone")
+            .is_not_found());
+        assert!(matches!(
+            nl.bridge_vlan_add("p0", 0, false, false),
+            Err(NetError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn dummy_where_supported() {
+        let Some(a) = test_netns("dummy_where_supported") else {
+            return;
+        };
+        let mut nl = open(&a);
+        match nl.create_dummy("d0") {
+            Ok(()) => {}
+            Err(e) if e.is_unsupported() => {
+                eprintln!("SKIP dummy_where_supported: kernel lacks CONFIG_DUMMY ({e})");
+                return;
+            }
+            Err(e) => panic!("create_dummy: {e}"),
+        }
+        nl.set_up("d0", true).expect("up");
+        nl.wait_oper_up("d0", Duration::from_secs(5))
+            .expect("oper up");
+        assert_eq!(
+            nl.link("d0").expect("get").expect("d0").kind.as_deref(),
+            Some("dummy")
+        );
+    }
+
+    /// `ip netns add` with a guard that deletes it again, also on panic.
+    struct NamedNetns(String);
+
+    impl Drop for NamedNetns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+
+    #[test]
+    fn named_netns_from_ip_netns_add() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("SKIP named_netns_from_ip_netns_add: needs root");
+            return;
+        }
+        let name = unique_name("wcni-t-");
+        let added = Command::new("ip").args(["netns", "add", &name]).status();
+        if !added.is_ok_and(|s| s.success()) {
+            eprintln!("SKIP named_netns_from_ip_netns_add: `ip netns add` unavailable");
+            return;
+        }
+        let guard = NamedNetns(name.clone());
+        let path = ["/run/netns", "/var/run/netns"]
+            .iter()
+            .map(|dir| std::path::Path::new(dir).join(&name))
+            .find(|p| p.exists())
+            .expect("ip netns add created a mount point");
+        let ns = NetnsHandle::open(&path).expect("open named netns");
+        assert!(!ns
+            .same_as(&NetnsHandle::current().expect("current"))
+            .expect("compare"));
+        let mut nl = open(&ns);
+        nl.create_bridge("br0", None, false).expect("bridge");
+        assert!(nl.link("br0").expect("get").is_some());
+
+        drop(guard);
+        match NetnsHandle::open(&path) {
+            Err(e) => assert!(e.is_netns_gone(), "{e:?}"),
+            Ok(_) => panic!("{} still opens after ip netns del", path.display()),
+        }
+        // Our socket still pins the namespace after its name is gone.
+        assert!(nl.link("br0").expect("get").is_some());
+    }
+}

@@ -1,0 +1,303 @@
+//! CNI_ARGS: `K1=V1;K2=V2` (SPEC.md §Parameters, parsed as the reference
+//! `types.LoadArgs` does).
+
+use super::error::{go_quote, go_quote_list, CniError};
+
+/// The key that makes unknown keys acceptable (reference `types.CommonArgs`).
+pub const IGNORE_UNKNOWN: &str = "IgnoreUnknown";
+
+/// Parsed CNI_ARGS.
+///
+/// Keys are case-sensitive (the reference maps them to Go struct field
+/// names). A key may repeat; [`CniArgs::get`] returns the last value, as the
+/// reference assigns the field once per pair.
+///
+/// Malformed input is kept, not rejected, by [`CniArgs::parse_lenient`]: the
+/// reference only fails on CNI_ARGS inside plugins that load them (bridge,
+/// host-local), while loopback never reads them. So the error is raised by
+/// [`CniArgs::validate`] / [`CniArgs::check_known`], which a plugin that
+/// consumes CNI_ARGS calls, exactly where the reference would fail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CniArgs {
+    raw: String,
+    pairs: Vec<(String, String)>,
+    /// The first segment that is not exactly `K=V`.
+    invalid: Option<String>,
+}
+
+impl CniArgs {
+    /// Parses strictly: a segment (split on `;`) that does not split on `=`
+    /// into exactly two parts is code 4 `ARGS: invalid pair "…"`, the
+    /// reference message. Hence a value containing `=` is refused, as in the
+    /// reference (libcni joins pairs without escaping, so it is ambiguous).
+    ///
+    /// The empty string has no pairs. So has `none`: the reference loopback
+    /// test passes `CNI_ARGS=none`, which loopback never parses but the
+    /// reference `LoadArgs` would refuse (`ARGS: invalid pair "none"`). No
+    /// valid `K=V` list equals `none`, so reading it as "no arguments" only
+    /// accepts more, and keeps a plugin that does read CNI_ARGS working under
+    /// that test harness.
+    pub fn parse(raw: &str) -> Result<CniArgs, CniError> {
+        let args = CniArgs::parse_lenient(raw);
+        args.validate()?;
+        Ok(args)
+    }
+
+    /// Parses without failing; a malformed segment is remembered and
+    /// reported by [`CniArgs::validate`] and [`CniArgs::check_known`].
+    /// [`CniArgs::pairs`] and [`CniArgs::get`] only see the well-formed pairs.
+    pub fn parse_lenient(raw: &str) -> CniArgs {
+        let mut args = CniArgs {
+            raw: raw.to_string(),
+            ..CniArgs::default()
+        };
+        if raw.is_empty() || raw == "none" {
+            return args;
+        }
+        for segment in raw.split(';') {
+            let mut kv = segment.split('=');
+            match (kv.next(), kv.next(), kv.next()) {
+                (Some(k), Some(v), None) => args.pairs.push((k.to_string(), v.to_string())),
+                _ => {
+                    if args.invalid.is_none() {
+                        args.invalid = Some(segment.to_string());
+                    }
+                }
+            }
+        }
+        args
+    }
+
+    /// The CNI_ARGS string as given (needed to pass it on to a delegate).
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+
+    /// The well-formed `(key, value)` pairs in order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    /// True when there are no well-formed pairs.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// The value of `key` (case-sensitive); the last one if repeated.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Code 4 `ARGS: invalid pair "…"` if a segment was not `K=V`.
+    ///
+    /// The reference returns this as an untyped error, i.e. code 999; the
+    /// spec's code for an invalid environment variable is 4, which we use.
+    pub fn validate(&self) -> Result<(), CniError> {
+        match &self.invalid {
+            Some(segment) => Err(CniError::invalid_env(format!(
+                "ARGS: invalid pair {}",
+                go_quote(segment)
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// True when `IgnoreUnknown` is `1` or `true` (case-insensitive value,
+    /// the reference `UnmarshallableBool`).
+    pub fn ignore_unknown(&self) -> bool {
+        self.get(IGNORE_UNKNOWN)
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"))
+    }
+
+    /// Checks the pairs against the keys a plugin understands (`IgnoreUnknown`
+    /// is always understood), in the reference's order: a malformed segment,
+    /// then a malformed `IgnoreUnknown` value, then unknown keys, reported as
+    /// `ARGS: unknown args ["K=V" …]` unless `IgnoreUnknown` is set. All code 4
+    /// (the reference: 999, untyped).
+    ///
+    /// Deviation: unknown keys starting with `K8S_` are tolerated even
+    /// without `IgnoreUnknown`. The reference refuses them, but Kubernetes
+    /// runtimes always send `IgnoreUnknown=1` along with them, and runtimes
+    /// that forget it broke plugins for years (cni#126, cni#560); accepting
+    /// them harms nothing since no plugin acts on them.
+    pub fn check_known(&self, known: &[&str]) -> Result<(), CniError> {
+        self.validate()?;
+        for (k, v) in &self.pairs {
+            if k == IGNORE_UNKNOWN
+                && !matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "1" | "true" | "0" | "false"
+                )
+            {
+                return Err(CniError::invalid_env(format!(
+                    "ARGS: error parsing value of pair {}: boolean unmarshal error: invalid input {}",
+                    go_quote(&format!("{k}={v}")),
+                    v.to_ascii_lowercase()
+                )));
+            }
+        }
+        if self.ignore_unknown() {
+            return Ok(());
+        }
+        let unknown: Vec<String> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| {
+                k != IGNORE_UNKNOWN && !known.contains(&k.as_str()) && !k.starts_with("K8S_")
+            })
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(CniError::invalid_env(format!(
+                "ARGS: unknown args {}",
+                go_quote_list(&unknown)
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::error::ErrorCode;
+    use super::*;
+
+    fn pairs(a: &CniArgs) -> Vec<(&str, &str)> {
+        a.pairs()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn empty_and_none() {
+        for raw in ["", "none"] {
+            let a = CniArgs::parse(raw).unwrap();
+            assert!(a.is_empty());
+            assert_eq!(a.raw(), raw);
+            a.check_known(&[]).unwrap();
+        }
+    }
+
+    #[test]
+    fn valid_pairs() {
+        let a = CniArgs::parse("IP=10.0.0.5;MAC=0a:58:0a:00:00:05;IP=10.0.0.6").unwrap();
+        assert_eq!(
+            pairs(&a),
+            [
+                ("IP", "10.0.0.5"),
+                ("MAC", "0a:58:0a:00:00:05"),
+                ("IP", "10.0.0.6")
+            ]
+        );
+        assert_eq!(a.get("IP"), Some("10.0.0.6"));
+        assert_eq!(a.get("ip"), None, "keys are case-sensitive");
+        assert_eq!(a.get("MAC"), Some("0a:58:0a:00:00:05"));
+        a.check_known(&["IP", "MAC"]).unwrap();
+        // Empty key or value still splits into two parts.
+        let a = CniArgs::parse("K=;=v").unwrap();
+        assert_eq!(pairs(&a), [("K", ""), ("", "v")]);
+    }
+
+    #[test]
+    fn invalid_pairs() {
+        for (raw, bad) in [
+            ("FOO", "FOO"),
+            ("A=1;B", "B"),
+            ("A=1;", ""),
+            (";A=1", ""),
+            ("A=b=c", "A=b=c"),
+            ("IgnoreUnknown=1;X=a=b", "X=a=b"),
+        ] {
+            let e = CniArgs::parse(raw).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidEnvironment, "{raw}");
+            assert_eq!(e.msg, format!("ARGS: invalid pair \"{bad}\""), "{raw}");
+            // Lenient parsing defers the same error to the consumer.
+            let a = CniArgs::parse_lenient(raw);
+            assert_eq!(a.validate().unwrap_err(), e);
+            assert_eq!(a.check_known(&["A", "B", "X"]).unwrap_err(), e);
+        }
+        let a = CniArgs::parse_lenient("A=1;junk;B=2");
+        assert_eq!(pairs(&a), [("A", "1"), ("B", "2")]);
+    }
+
+    #[test]
+    fn ignore_unknown_values() {
+        for v in ["1", "true", "TRUE", "True"] {
+            assert!(
+                CniArgs::parse(&format!("IgnoreUnknown={v}"))
+                    .unwrap()
+                    .ignore_unknown(),
+                "{v}"
+            );
+        }
+        for v in ["0", "false", "", "yes"] {
+            assert!(
+                !CniArgs::parse(&format!("IgnoreUnknown={v}"))
+                    .unwrap()
+                    .ignore_unknown(),
+                "{v}"
+            );
+        }
+        assert!(!CniArgs::parse("ignoreunknown=1").unwrap().ignore_unknown());
+        let e = CniArgs::parse("IgnoreUnknown=Yes;FOO=1")
+            .unwrap()
+            .check_known(&[])
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidEnvironment);
+        assert_eq!(
+            e.msg,
+            "ARGS: error parsing value of pair \"IgnoreUnknown=Yes\": boolean unmarshal error: invalid input yes"
+        );
+    }
+
+    #[test]
+    fn unknown_keys() {
+        let a = CniArgs::parse("IP=10.0.0.5;FOO=bar;BAZ=1").unwrap();
+        let e = a.check_known(&["IP"]).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidEnvironment);
+        assert_eq!(e.msg, "ARGS: unknown args [\"FOO=bar\" \"BAZ=1\"]");
+        a.check_known(&["IP", "FOO", "BAZ"]).unwrap();
+        CniArgs::parse("IP=10.0.0.5;FOO=bar;IgnoreUnknown=true")
+            .unwrap()
+            .check_known(&["IP"])
+            .unwrap();
+        // IgnoreUnknown counts wherever it stands.
+        CniArgs::parse("FOO=bar;IgnoreUnknown=1")
+            .unwrap()
+            .check_known(&[])
+            .unwrap();
+        let e = CniArgs::parse("FOO=bar;IgnoreUnknown=0")
+            .unwrap()
+            .check_known(&[])
+            .unwrap_err();
+        assert_eq!(e.msg, "ARGS: unknown args [\"FOO=bar\"]");
+    }
+
+    #[test]
+    fn k8s_keys_tolerated() {
+        let a = CniArgs::parse(
+            "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=u-1",
+        )
+        .unwrap();
+        a.check_known(&[]).unwrap();
+        assert_eq!(a.get("K8S_POD_NAME"), Some("web-0"));
+        let a = CniArgs::parse(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=u-1",
+        )
+        .unwrap();
+        a.check_known(&["MAC"]).unwrap();
+        // Only the K8S_ prefix, case-sensitively.
+        let e = CniArgs::parse("k8s_POD=x")
+            .unwrap()
+            .check_known(&[])
+            .unwrap_err();
+        assert_eq!(e.msg, "ARGS: unknown args [\"k8s_POD=x\"]");
+    }
+}

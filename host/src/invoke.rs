@@ -1,0 +1,395 @@
+//! One CNI invocation, start to end: parse, find the component, plan in the guest,
+//! validate, apply, let the guest build the result, render it in the config's
+//! version. Pure with respect to the process: the caller passes the environment and
+//! stdin and prints what comes back.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::apply::applier::{apply_best_effort, Kernel, Transaction};
+use crate::apply::netlink::NetError;
+use crate::apply::netns::NetnsHandle;
+use crate::apply::rtnl::RtNetlink;
+use crate::cni::{self, CniError, CniResult, CniVersion, Command, ErrorCode, Invocation, Request};
+use crate::plan::{Intent, ObservedLink, ObservedRoute, Side};
+use crate::plugins::{ComponentSource, PluginStore};
+use crate::runtime::{
+    ComponentCache, GuestCommand, GuestLogLevel, GuestRequest, HostServices, PluginRuntime,
+};
+use crate::settings::Settings;
+use crate::validate;
+
+/// What the process should do with an invocation's outcome.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Print this to stderr and exit 0 (no `CNI_COMMAND`).
+    About(String),
+    /// Print this to stdout and exit 0.
+    Stdout(String),
+    /// Exit 0 printing nothing (DEL, CHECK, GC, STATUS).
+    Silent,
+    /// Print the error JSON to stdout and exit 1.
+    Error(CniError, String),
+}
+
+/// Serve one CNI invocation. `invoked_as` is the name the binary was run under
+/// (`loopback` for a multi-call symlink), or none when run as `wasm-cni`.
+pub fn run(
+    invoked_as: Option<&str>,
+    env: &BTreeMap<String, String>,
+    stdin: &[u8],
+    settings: &Settings,
+) -> Outcome {
+    let request = match cni::parse_invocation(env, stdin) {
+        Ok(Invocation::About) => {
+            return Outcome::About(cni::about_text(&format!(
+                "CNI {} plugin (wasm-cni {})",
+                invoked_as.unwrap_or("wasm-cni"),
+                env!("CARGO_PKG_VERSION")
+            )))
+        }
+        Ok(Invocation::Version) => return Outcome::Stdout(cni::version_info_json()),
+        Ok(Invocation::Request(r)) => r,
+        Err(e) => return Outcome::Error(e, version_of(stdin)),
+    };
+    let version = request.config.cni_version;
+    let started = Instant::now();
+    let outcome = serve(invoked_as, &request, settings);
+    tracing::info!(
+        command = ?request.command,
+        container = %request.container_id,
+        network = %request.config.name,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        ok = outcome.is_ok(),
+        "invocation"
+    );
+    match outcome {
+        Ok(Some(out)) => Outcome::Stdout(out),
+        Ok(None) => Outcome::Silent,
+        Err(e) => Outcome::Error(e, version.as_str().to_string()),
+    }
+}
+
+/// The cniVersion to put in an error when the config could not be parsed.
+fn version_of(stdin: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(stdin)
+        .ok()
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(|s| s.as_str())
+                .map(str::to_string)
+        })
+        .filter(|v| CniVersion::parse(v).is_ok())
+        .unwrap_or_else(|| CniVersion::CURRENT.as_str().to_string())
+}
+
+/// Which component serves this request, and the optional digest pin.
+fn select_component(
+    invoked_as: Option<&str>,
+    request: &Request,
+    store: &PluginStore,
+) -> Result<ComponentSource, CniError> {
+    let wasm = request.config.raw.get("wasm");
+    let field = |key: &str| -> Result<Option<String>, CniError> {
+        match wasm.and_then(|w| w.get(key)) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(CniError::new(
+                ErrorCode::InvalidNetworkConfig,
+                format!("wasm.{key} must be a string, got {other}"),
+            )),
+        }
+    };
+    if wasm.is_some_and(|w| !w.is_object()) {
+        return Err(CniError::new(
+            ErrorCode::InvalidNetworkConfig,
+            "\"wasm\" must be an object like {\"component\": \"name\", \"digest\": \"sha256:...\"}",
+        ));
+    }
+    let name = match (field("component")?, invoked_as) {
+        (Some(name), _) => name,
+        (None, Some(name)) => name.to_string(),
+        (None, None) => request.config.plugin_type.clone().ok_or_else(|| {
+            CniError::new(
+                ErrorCode::InvalidNetworkConfig,
+                "no component to run: set \"type\" or \"wasm.component\"",
+            )
+        })?,
+    };
+    let source = store.find(&name)?;
+    if let Some(pin) = field("digest")? {
+        source.verify_pin(&pin)?;
+    }
+    Ok(source)
+}
+
+/// Open the container namespace named by `CNI_NETNS`. `Ok(None)` means "gone",
+/// which only DEL accepts.
+fn open_container_ns(request: &Request) -> Result<Option<NetnsHandle>, CniError> {
+    let Some(path) = &request.netns else {
+        return match request.command {
+            Command::Add | Command::Check => Err(CniError::new(
+                ErrorCode::InvalidEnvironment,
+                "required env variables [CNI_NETNS] missing",
+            )),
+            _ => Ok(None),
+        };
+    };
+    if matches!(request.command, Command::Gc | Command::Status) {
+        return Ok(None);
+    }
+    match NetnsHandle::open(path) {
+        Ok(ns) => Ok(Some(ns)),
+        // DEL must succeed when the container is already gone, including the
+        // tmpfs leftovers whose "unknown FS magic" wedges the reference (plugins#69).
+        Err(NetError::NetnsMissing(_) | NetError::NotANetns(_))
+            if request.command == Command::Del =>
+        {
+            Ok(None)
+        }
+        Err(e @ (NetError::NetnsMissing(_) | NetError::NotANetns(_))) => Err(CniError::new(
+            ErrorCode::InvalidEnvironment,
+            format!("CNI_NETNS {}: {e}", path.display()),
+        )),
+        Err(e) => Err(CniError::new(
+            ErrorCode::IoFailure,
+            format!("failed to open netns {}: {e}", path.display()),
+        )),
+    }
+}
+
+fn guest_command(c: Command) -> Result<GuestCommand, CniError> {
+    Ok(match c {
+        Command::Add => GuestCommand::Add,
+        Command::Del => GuestCommand::Del,
+        Command::Check => GuestCommand::Check,
+        Command::Gc => GuestCommand::Gc,
+        Command::Status => GuestCommand::Status,
+        Command::Version => {
+            return Err(CniError::internal("VERSION never reaches a plugin"));
+        }
+    })
+}
+
+fn guest_request(request: &Request) -> Result<GuestRequest, CniError> {
+    Ok(GuestRequest {
+        command: guest_command(request.command)?,
+        container_id: request.container_id.clone(),
+        netns_path: request.netns.as_ref().map(|p| p.display().to_string()),
+        ifname: request.ifname.clone(),
+        cni_args: request.args.pairs().to_vec(),
+        config: String::from_utf8_lossy(&request.stdin).into_owned(),
+        prev_result: request.config.prev_result.clone(),
+        valid_attachments: request.config.valid_attachments.as_ref().map(|list| {
+            list.iter()
+                .map(|a| (a.container_id.clone(), a.ifname.clone()))
+                .collect()
+        }),
+    })
+}
+
+fn lock(kernel: &Mutex<Kernel>) -> MutexGuard<'_, Kernel> {
+    // A panic while holding the lock leaves netlink state no worse than any other
+    // failure; keep serving (and rolling back) rather than cascading.
+    kernel.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The host services a main plugin sees, backed by the invocation's kernel doors.
+struct KernelServices {
+    kernel: Arc<Mutex<Kernel>>,
+    plugin: String,
+    container_id: String,
+}
+
+impl HostServices for KernelServices {
+    fn link(&mut self, side: Side, name: &str) -> Option<ObservedLink> {
+        lock(&self.kernel).observe_link(side, name)
+    }
+
+    fn routes(&mut self, side: Side) -> Vec<ObservedRoute> {
+        lock(&self.kernel).observe_routes(side)
+    }
+
+    fn fresh_link_name(&mut self, prefix: &str) -> String {
+        let mut kernel = lock(&self.kernel);
+        let mut name = String::new();
+        // The reference retries random names ten times; with 32 random bits a
+        // collision on a node is already rare, and we check before answering.
+        for _ in 0..10 {
+            let mut bytes = [0u8; 4];
+            if getrandom::fill(&mut bytes).is_err() {
+                break;
+            }
+            name = format!("{prefix}{:08x}", u32::from_be_bytes(bytes));
+            if matches!(kernel.host.link(&name), Ok(None)) {
+                break;
+            }
+        }
+        name
+    }
+
+    fn ipam(&mut self, _command: GuestCommand) -> Result<Option<CniResult>, CniError> {
+        Err(CniError::new(
+            ErrorCode::InvalidNetworkConfig,
+            "IPAM delegation is not available in this build",
+        ))
+    }
+
+    fn log(&mut self, level: GuestLogLevel, message: &str) {
+        let (plugin, container) = (&self.plugin, &self.container_id);
+        match level {
+            GuestLogLevel::Debug => tracing::debug!(plugin, container, "{message}"),
+            GuestLogLevel::Info => tracing::info!(plugin, container, "{message}"),
+            GuestLogLevel::Warn => tracing::warn!(plugin, container, "{message}"),
+            GuestLogLevel::Error => tracing::error!(plugin, container, "{message}"),
+        }
+    }
+}
+
+fn open_kernel(container_ns: Option<&NetnsHandle>) -> Result<Kernel, CniError> {
+    let io = |what: &str, e: NetError| {
+        CniError::new(
+            ErrorCode::IoFailure,
+            format!("cannot open netlink in {what}: {e}"),
+        )
+    };
+    let host_ns = NetnsHandle::current().map_err(|e| io("the host namespace", e))?;
+    let host = RtNetlink::open(&host_ns).map_err(|e| io("the host namespace", e))?;
+    let container = match container_ns {
+        Some(ns) => Some(Box::new(
+            RtNetlink::open(ns).map_err(|e| io("the container namespace", e))?,
+        ) as Box<dyn crate::apply::netlink::Netlink>),
+        None => None,
+    };
+    Ok(Kernel {
+        host: Box::new(host),
+        host_ns,
+        container,
+    })
+}
+
+/// Verbs that only look: their plans must be empty.
+fn is_read_only(c: Command) -> bool {
+    matches!(c, Command::Check | Command::Status)
+}
+
+fn serve(
+    invoked_as: Option<&str>,
+    request: &Request,
+    settings: &Settings,
+) -> Result<Option<String>, CniError> {
+    let store = PluginStore::new(&settings.plugin_dir);
+    let source = select_component(invoked_as, request, &store)?;
+    let container_ns = open_container_ns(request)?;
+    if let Some(ns) = &container_ns {
+        let own = NetnsHandle::current().map_err(|e| {
+            CniError::new(ErrorCode::IoFailure, format!("cannot read own netns: {e}"))
+        })?;
+        let override_check = request.netns_override;
+        if !override_check && ns.same_as(&own).unwrap_or(false) {
+            return Err(CniError::new(
+                ErrorCode::InvalidNetns,
+                "plugin's netns and netns from CNI_NETNS should not be the same",
+            ));
+        }
+    }
+    let kernel = Arc::new(Mutex::new(open_kernel(container_ns.as_ref())?));
+
+    let runtime = PluginRuntime::new()?;
+    let cache = ComponentCache::new(&settings.cache_dir);
+    let (component, from) = cache.load(runtime.engine(), &source.bytes, &source.sha256)?;
+    tracing::debug!(plugin = %source.name, sha256 = %source.sha256, ?from, "component loaded");
+    let services = KernelServices {
+        kernel: Arc::clone(&kernel),
+        plugin: source.name.clone(),
+        container_id: request.container_id.clone(),
+    };
+    let mut instance = runtime.instantiate(&component, Box::new(services), &settings.limits)?;
+    let guest_req = guest_request(request)?;
+
+    let intents = instance.plan(&guest_req)?;
+    let inv = validate::Invocation {
+        ifname: &request.ifname,
+        container: match (&container_ns, request.command) {
+            (Some(_), _) => validate::ContainerNs::Present,
+            (None, Command::Del) => validate::ContainerNs::Gone,
+            (None, _) => validate::ContainerNs::Absent,
+        },
+        max_intents: settings.limits.max_intents,
+    };
+    if is_read_only(request.command) && !intents.is_empty() {
+        return Err(CniError::new(
+            ErrorCode::ContractViolation,
+            format!(
+                "{:?} must not change anything, but the plugin planned {} intents",
+                request.command,
+                intents.len()
+            ),
+        ));
+    }
+    validate::validate_plan(&intents, &inv)?;
+
+    let result = if request.command == Command::Add {
+        let mut tx = Transaction::new(Arc::clone(&kernel));
+        tx.apply_all(&intents).map_err(|e| {
+            CniError::new(ErrorCode::ApplyFailed, e.to_string())
+                .with_details("every change made before the failure was undone")
+        })?;
+        let observed = observe(&kernel, &intents);
+        let result = instance.finish(&guest_req, &observed)?;
+        let result = result.ok_or_else(|| {
+            CniError::new(
+                ErrorCode::ContractViolation,
+                "plugin returned no result for ADD",
+            )
+        })?;
+        let rendered = cni::render_result_string(&result, request.config.cni_version)?;
+        tx.commit();
+        Some(rendered)
+    } else {
+        if request.command == Command::Del {
+            let failures = apply_best_effort(&mut lock(&kernel), &intents);
+            if !failures.is_empty() {
+                let msgs: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
+                return Err(CniError::new(ErrorCode::ApplyFailed, msgs.join("; ")));
+            }
+        }
+        let observed = observe(&kernel, &intents);
+        instance.finish(&guest_req, &observed)?;
+        None
+    };
+    Ok(result)
+}
+
+/// Facts about every link the plan named, after applying it.
+fn observe(kernel: &Mutex<Kernel>, intents: &[Intent]) -> Vec<ObservedLink> {
+    let mut seen = Vec::new();
+    let mut kernel = lock(kernel);
+    for intent in intents {
+        for link in intent.links() {
+            if seen
+                .iter()
+                .any(|l: &ObservedLink| l.side == link.side && l.name == link.name)
+            {
+                continue;
+            }
+            if let Some(facts) = kernel.observe_link(link.side, &link.name) {
+                seen.push(facts);
+            }
+        }
+    }
+    seen
+}
+
+/// The basename of argv[0] when it names a plugin (a multi-call symlink); none
+/// when the binary runs under its own name.
+pub fn invoked_as(argv0: &Path) -> Option<String> {
+    let base = argv0.file_name()?.to_str()?;
+    if base == "wasm-cni" || base.starts_with("wasm-cni-") || base.starts_with("wasm_cni") {
+        None
+    } else {
+        Some(base.to_string())
+    }
+}

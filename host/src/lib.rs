@@ -1,0 +1,15 @@
+//! wasm-cni: CNI plugins as WebAssembly components.
+//!
+//! The arrows point one way: `cni` (protocol) -> `runtime` (the guest plans) ->
+//! `validate` (the plan against the rules) -> `apply` (netlink, journal,
+//! rollback). `invoke` strings them together for one invocation; `main` is the only
+//! place that touches stdout and the exit status.
+
+pub mod apply;
+pub mod cni;
+pub mod invoke;
+pub mod plan;
+pub mod plugins;
+pub mod runtime;
+pub mod settings;
+pub mod validate;

@@ -1,0 +1,123 @@
+//! Host settings: where components, the cache and the log live, and the default
+//! limits. Read from an administrator-owned JSON file, never from the network
+//! configuration (which tenants may write).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cni::{CniError, ErrorCode};
+use crate::runtime::Limits;
+
+/// The settings file read when `WASM_CNI_CONFIG` is not set.
+pub const DEFAULT_SETTINGS_PATH: &str = "/etc/wasm-cni/config.json";
+
+/// Host-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Settings {
+    /// Installed components (`<type>.wasm`), searched before the bundled ones.
+    pub plugin_dir: PathBuf,
+    /// Precompiled components.
+    pub cache_dir: PathBuf,
+    /// Log file; stderr when unset.
+    pub log_file: Option<PathBuf>,
+    /// `error`, `warn`, `info`, `debug` or `trace` (tracing filter syntax).
+    pub log_level: String,
+    /// Limits for every guest invocation.
+    pub limits: Limits,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            plugin_dir: PathBuf::from("/opt/cni/wasm"),
+            cache_dir: PathBuf::from("/var/cache/wasm-cni"),
+            log_file: None,
+            log_level: "warn".to_string(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Load the settings: the file named by `WASM_CNI_CONFIG` (which must exist),
+    /// else [`DEFAULT_SETTINGS_PATH`] if it exists, else the defaults; then the
+    /// `WASM_CNI_PLUGIN_DIR`, `WASM_CNI_CACHE_DIR`, `WASM_CNI_LOG_FILE` and
+    /// `WASM_CNI_LOG_LEVEL` overrides.
+    pub fn load(env: &impl Fn(&str) -> Option<String>) -> Result<Self, CniError> {
+        let mut settings = match env("WASM_CNI_CONFIG") {
+            Some(path) => Self::from_file(Path::new(&path))?,
+            None if Path::new(DEFAULT_SETTINGS_PATH).exists() => {
+                Self::from_file(Path::new(DEFAULT_SETTINGS_PATH))?
+            }
+            None => Settings::default(),
+        };
+        if let Some(v) = env("WASM_CNI_PLUGIN_DIR") {
+            settings.plugin_dir = v.into();
+        }
+        if let Some(v) = env("WASM_CNI_CACHE_DIR") {
+            settings.cache_dir = v.into();
+        }
+        if let Some(v) = env("WASM_CNI_LOG_FILE") {
+            settings.log_file = Some(v.into());
+        }
+        if let Some(v) = env("WASM_CNI_LOG_LEVEL") {
+            settings.log_level = v;
+        }
+        Ok(settings)
+    }
+
+    /// Parse one settings file.
+    pub fn from_file(path: &Path) -> Result<Self, CniError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CniError::new(
+                ErrorCode::IoFailure,
+                format!("cannot read settings {}: {e}", path.display()),
+            )
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            CniError::new(
+                ErrorCode::InvalidNetworkConfig,
+                format!("invalid settings {}: {e}", path.display()),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_overrides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("config.json");
+        std::fs::write(
+            &file,
+            r#"{"pluginDir":"/p","limits":{"deadlineMs":250,"maxIntents":7}}"#,
+        )
+        .expect("write");
+        let file_s = file.display().to_string();
+        let env = |k: &str| match k {
+            "WASM_CNI_CONFIG" => Some(file_s.clone()),
+            "WASM_CNI_CACHE_DIR" => Some("/c".to_string()),
+            _ => None,
+        };
+        let s = Settings::load(&env).expect("loads");
+        assert_eq!(s.plugin_dir, PathBuf::from("/p"));
+        assert_eq!(s.cache_dir, PathBuf::from("/c"));
+        assert_eq!(s.limits.deadline.as_millis(), 250);
+        assert_eq!(s.limits.max_intents, 7);
+        assert_eq!(s.limits.memory_bytes, Limits::default().memory_bytes);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("config.json");
+        std::fs::write(&file, r#"{"pluginDirr":"/p"}"#).expect("write");
+        let e = Settings::from_file(&file).expect_err("typo");
+        assert!(e.msg.contains("pluginDirr"), "{}", e.msg);
+    }
+}
