@@ -253,10 +253,9 @@ impl RecordingNetlink {
     }
 
     fn check_new_name(&self, op: &'static str, name: &str) -> Result<(), NetError> {
-        // dev_valid_name(): 1..=15 bytes, not "." or "..", no '/', ':' or
-        // whitespace.
+        check_name_len(op, name)?;
+        // dev_valid_name(): not empty, "." or "..", no '/', ':' or whitespace.
         let valid = !name.is_empty()
-            && name.len() < 16
             && name != "."
             && name != ".."
             && !name
@@ -381,6 +380,15 @@ impl RecordingNetlink {
     }
 }
 
+/// IFLA_IFNAME's netlink policy caps names at IFNAMSIZ - 1 bytes and
+/// answers ERANGE, before any lookup.
+fn check_name_len(op: &'static str, name: &str) -> Result<(), NetError> {
+    if name.len() > 15 {
+        return Err(NetError::kernel(op, name, Errno::ERANGE));
+    }
+    Ok(())
+}
+
 fn same_address(a: &IpNet, b: &IpNet) -> bool {
     match (a, b) {
         // IPv4 allows the same address with another prefix length.
@@ -393,6 +401,7 @@ fn same_address(a: &IpNet, b: &IpNet) -> bool {
 impl Netlink for RecordingNetlink {
     fn link(&mut self, name: &str) -> Result<Option<LinkFacts>, NetError> {
         self.record(Op::Link { name: name.into() }, "link", name)?;
+        check_name_len("link", name)?;
         Ok(self
             .index_of(name)
             .and_then(|i| self.links.get(&i))
@@ -902,8 +911,11 @@ mod tests {
         assert!(e.is_exists());
         assert_eq!(
             errno(nl.create_bridge("way-too-long-name", None, false)),
-            Errno::EINVAL
+            Errno::ERANGE
         );
+        assert_eq!(errno(nl.link("way-too-long-name")), Errno::ERANGE);
+        assert_eq!(errno(nl.create_bridge("a/b", None, false)), Errno::EINVAL);
+        assert_eq!(errno(nl.delete_link("lo")), Errno::EOPNOTSUPP);
         assert_eq!(errno(nl.delete_link("nope")), Errno::ENODEV);
         assert_eq!(errno(nl.set_mtu("nope", 1400)), Errno::ENODEV);
         assert_eq!(errno(nl.set_mtu("br0", 10)), Errno::EINVAL);

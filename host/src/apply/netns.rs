@@ -44,8 +44,8 @@ impl NetnsHandle {
     ///
     /// Fails with [`NetError::NetnsMissing`] if nothing is at `path`, and
     /// with [`NetError::NotANetns`] if something is but it is not a network
-    /// namespace (a regular file, say the mount point left behind after
-    /// `ip netns del`, or another kind of namespace).
+    /// namespace (a regular file, say a mount point left behind once its
+    /// namespace was unmounted, or another kind of namespace).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, NetError> {
         let path = path.as_ref();
         let file = match File::open(path) {
@@ -111,7 +111,7 @@ impl NetnsHandle {
         Ok(self.identity()? == other.identity()?)
     }
 
-    fn identity(&self) -> Result<(u64, u64), NetError> {
+    fn identity(&self) -> Result<(nix::libc::dev_t, nix::libc::ino_t), NetError> {
         let st = fstat(&self.file).map_err(|errno| {
             NetError::io(format!("fstat {}", self.path.display()), errno.into())
         })?;

@@ -482,7 +482,7 @@ impl Netlink for RtNetlink {
     fn set_master(&mut self, name: &str, master: Option<&str>) -> Result<(), NetError> {
         let builder = LinkUnspec::new_with_name(name);
         // The master must be resolved here: given an unknown index the kernel
-        // does not fail but quietly releases the current master.
+        // first releases the current master and only then fails (EINVAL).
         let builder = match master {
             Some(master) => builder.controller(self.index_of("set_master", master)?),
             None => builder.nocontroller(),
@@ -718,6 +718,15 @@ mod tests {
             lo.addresses
         );
         assert!(nl.link("nope").expect("get").is_none());
+
+        // Answers the fake mirrors.
+        let long = "averyveryverylongname";
+        assert_eq!(errno(nl.create_bridge(long, None, false)), Errno::ERANGE);
+        assert_eq!(errno(nl.link(long)), Errno::ERANGE);
+        assert_eq!(errno(nl.create_bridge("a/b", None, false)), Errno::EINVAL);
+        assert_eq!(errno(nl.delete_link("lo")), Errno::EOPNOTSUPP);
+        let b = NetnsHandle::new_unnamed().expect("second netns");
+        assert_eq!(errno(nl.move_to_netns("lo", &b)), Errno::EINVAL);
     }
 
     #[test]

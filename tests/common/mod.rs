@@ -1,0 +1,465 @@
+//! Shared harness for the integration tests: throwaway network namespaces (the
+//! "host" side included), exec of the real `wasm-cni` binary and of the Go
+//! reference plugins, and privileged-test gating.
+//!
+//! Every test that touches the kernel creates its own namespaces and deletes them
+//! in `Drop`, also when it fails. Nothing is created in the machine's root
+//! namespace: the plugin under test is exec'd inside the test's own host namespace.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use libtest_mimic::{Failed, Trial};
+use serde_json::Value;
+
+/// The `wasm-cni` binary built for this test run.
+pub const BIN: &str = env!("CARGO_BIN_EXE_wasm-cni");
+/// Where Debian's containernetworking-plugins puts the Go reference plugins.
+pub const REFERENCE_DIR: &str = "/usr/lib/cni";
+/// Every CNI version a config can carry.
+pub const VERSIONS: [&str; 7] = [
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
+
+pub type TestResult = Result<(), Failed>;
+
+/// Why privileged tests cannot run here, or None when they can.
+fn privilege_problem() -> Option<String> {
+    static PROBLEM: OnceLock<Option<String>> = OnceLock::new();
+    PROBLEM
+        .get_or_init(|| {
+            if !nix::unistd::geteuid().is_root() {
+                return Some("not running as root".into());
+            }
+            match Netns::new("probe") {
+                Ok(_) => None,
+                Err(e) => Some(format!("cannot create a network namespace: {e}")),
+            }
+        })
+        .clone()
+}
+
+/// A test that needs root and network namespaces. When they are unavailable it is
+/// reported as ignored, or fails if `WASM_CNI_REQUIRE_PRIVILEGED=1` (CI).
+pub fn privileged(name: &str, f: fn() -> TestResult) -> Trial {
+    let required = std::env::var("WASM_CNI_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1");
+    match privilege_problem() {
+        None => Trial::test(name, f),
+        Some(why) if required => Trial::test(name, move || {
+            Err(format!("privileged test required but cannot run: {why}").into())
+        }),
+        Some(_) => Trial::test(name, f).with_ignored_flag(true),
+    }
+}
+
+/// A test that needs nothing special.
+pub fn plain(name: &str, f: fn() -> TestResult) -> Trial {
+    Trial::test(name, f)
+}
+
+/// Run the trials with libtest's command-line conventions.
+pub fn run(trials: Vec<Trial>) -> std::process::ExitCode {
+    let args = libtest_mimic::Arguments::from_args();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// Turn any displayable error into a test failure.
+pub fn fail(msg: impl std::fmt::Display) -> Failed {
+    Failed::from(msg.to_string())
+}
+
+/// `assert!` for `TestResult` functions.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err($crate::common::fail(format!($($msg)+)));
+        }
+    };
+}
+
+/// A named network namespace (`ip netns add`) deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// A fresh namespace named `wcni-<pid>-<n>-<tag>` (tag shortened to fit).
+    pub fn new(tag: &str) -> Result<Self, String> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let tag: String = tag.chars().take(12).collect();
+        let name = format!("wcni-{}-{n}-{tag}", std::process::id());
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .map_err(|e| format!("ip netns add: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(Netns { name })
+    }
+
+    /// The bind-mounted path runtimes pass as `CNI_NETNS`.
+    pub fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.name)
+    }
+
+    /// `ip -j <args>` inside this namespace, parsed.
+    pub fn ip_json(&self, args: &[&str]) -> Result<Value, Failed> {
+        let out = Command::new("ip")
+            .args(["-n", &self.name, "-j"])
+            .args(args)
+            .output()
+            .map_err(fail)?;
+        if !out.status.success() {
+            return Err(fail(format!(
+                "ip {args:?} in {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        serde_json::from_slice(&out.stdout).map_err(fail)
+    }
+
+    /// Run `ip <args>` in this namespace and require success.
+    pub fn ip(&self, args: &[&str]) -> TestResult {
+        let out = Command::new("ip")
+            .args(["-n", &self.name])
+            .args(args)
+            .output()
+            .map_err(fail)?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(fail(format!(
+                "ip {args:?} in {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    }
+
+    /// Whether link `name` is administratively up.
+    pub fn link_up(&self, name: &str) -> Result<bool, Failed> {
+        let links = self.ip_json(&["link", "show", "dev", name])?;
+        Ok(links[0]["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "UP")))
+    }
+
+    /// A snapshot of links, addresses and routes (both families), with counters
+    /// and timers removed, for "nothing changed" comparisons.
+    pub fn snapshot(&self) -> Result<Value, Failed> {
+        let mut links = self.ip_json(&["addr", "show"])?;
+        if let Some(list) = links.as_array_mut() {
+            for l in list {
+                if let Some(obj) = l.as_object_mut() {
+                    obj.remove("stats64");
+                    if let Some(addrs) = obj.get_mut("addr_info").and_then(|a| a.as_array_mut()) {
+                        for a in addrs {
+                            if let Some(a) = a.as_object_mut() {
+                                a.remove("valid_life_time");
+                                a.remove("preferred_life_time");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let v4 = self.ip_json(&["-4", "route", "show", "table", "all"])?;
+        let v6 = self.ip_json(&["-6", "route", "show", "table", "all"])?;
+        Ok(serde_json::json!({"links": links, "v4": v4, "v6": v6}))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A pair of throwaway namespaces: the node side where the plugin runs, and the
+/// container.
+pub struct Sandbox {
+    pub host: Netns,
+    pub container: Netns,
+}
+
+impl Sandbox {
+    pub fn new(tag: &str) -> Result<Self, Failed> {
+        Ok(Sandbox {
+            host: Netns::new(&format!("h{tag}")).map_err(fail)?,
+            container: Netns::new(&format!("c{tag}")).map_err(fail)?,
+        })
+    }
+}
+
+/// Which plugin binary to exec.
+#[derive(Clone, Copy, Debug)]
+pub enum Plugin<'a> {
+    /// `wasm-cni` run under this type name (argv[0]), as a multi-call symlink would.
+    Ours(&'a str),
+    /// `/usr/lib/cni/<name>`.
+    Reference(&'a str),
+}
+
+/// Settings shared by the test binary: one precompiled cache for the whole run
+/// (compiling is the slow step), and a plugin directory.
+pub struct Host {
+    pub cache: tempfile::TempDir,
+    pub plugins: tempfile::TempDir,
+}
+
+impl Host {
+    pub fn new() -> Self {
+        Host {
+            cache: tempfile::tempdir().expect("tempdir"),
+            plugins: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// The environment every invocation of ours gets.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "WASM_CNI_CACHE_DIR".into(),
+                self.cache.path().display().to_string(),
+            ),
+            (
+                "WASM_CNI_PLUGIN_DIR".into(),
+                self.plugins.path().display().to_string(),
+            ),
+            ("WASM_CNI_LOG_LEVEL".into(), "warn".into()),
+        ]
+    }
+
+    /// Install a test guest from `guest-plugins/testing` under `name`.
+    pub fn install_test_guest(&self, guest: &str, name: &str) {
+        let from = Path::new(env!("WASM_CNI_TEST_GUESTS")).join(format!("{guest}.wasm"));
+        std::fs::copy(&from, self.plugins.path().join(format!("{name}.wasm")))
+            .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    }
+}
+
+/// One shared `Host` per test binary.
+pub fn shared_host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(Host::new)
+}
+
+/// The CNI environment of one invocation.
+#[derive(Clone, Debug)]
+pub struct CniEnv {
+    pub command: String,
+    pub container_id: String,
+    pub netns: String,
+    pub ifname: String,
+    pub args: String,
+    pub path: String,
+    pub extra: Vec<(String, String)>,
+    /// Variables to leave unset entirely.
+    pub unset: Vec<&'static str>,
+}
+
+impl CniEnv {
+    pub fn new(command: &str, netns: &str) -> Self {
+        CniEnv {
+            command: command.into(),
+            container_id: "wcni-test-container".into(),
+            netns: netns.into(),
+            ifname: "eth0".into(),
+            args: String::new(),
+            path: REFERENCE_DIR.into(),
+            extra: Vec::new(),
+            unset: Vec::new(),
+        }
+    }
+
+    pub fn ifname(mut self, ifname: &str) -> Self {
+        self.ifname = ifname.into();
+        self
+    }
+
+    pub fn args(mut self, args: &str) -> Self {
+        self.args = args.into();
+        self
+    }
+
+    pub fn container_id(mut self, id: &str) -> Self {
+        self.container_id = id.into();
+        self
+    }
+
+    pub fn unset(mut self, var: &'static str) -> Self {
+        self.unset.push(var);
+        self
+    }
+
+    pub fn set(mut self, k: &str, v: &str) -> Self {
+        self.extra.push((k.into(), v.into()));
+        self
+    }
+}
+
+/// What an invocation printed and how it exited.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Answer {
+    /// stdout as JSON.
+    pub fn json(&self) -> Result<Value, Failed> {
+        serde_json::from_str(&self.stdout)
+            .map_err(|e| fail(format!("stdout is not JSON ({e}): {:?}", self.stdout)))
+    }
+
+    /// Require exit 0.
+    pub fn ok(self) -> Result<Self, Failed> {
+        if self.status == 0 {
+            Ok(self)
+        } else {
+            Err(fail(format!(
+                "exit {}; stdout {}; stderr {}",
+                self.status, self.stdout, self.stderr
+            )))
+        }
+    }
+
+    /// Require a CNI error with `code`; returns its message.
+    pub fn error(&self, code: u64) -> Result<String, Failed> {
+        if self.status == 0 {
+            return Err(fail(format!(
+                "expected error {code}, got success: {}",
+                self.stdout
+            )));
+        }
+        let v = self.json()?;
+        if v["code"].as_u64() != Some(code) {
+            return Err(fail(format!(
+                "expected code {code}, got {}; stderr {}",
+                self.stdout, self.stderr
+            )));
+        }
+        Ok(v["msg"].as_str().unwrap_or_default().to_string())
+    }
+}
+
+/// Exec a plugin inside `host_ns` (entered with setns between fork and exec, so
+/// argv[0] is kept) with the CNI environment and `stdin`.
+pub fn exec(
+    plugin: Plugin<'_>,
+    host_ns: &Netns,
+    env: &CniEnv,
+    stdin: &str,
+) -> Result<Answer, Failed> {
+    let ns = File::open(host_ns.path()).map_err(fail)?;
+    let mut cmd = match plugin {
+        Plugin::Ours(name) => {
+            let mut c = Command::new(BIN);
+            c.arg0(name);
+            c.envs(shared_host().env());
+            c
+        }
+        Plugin::Reference(name) => Command::new(Path::new(REFERENCE_DIR).join(name)),
+    };
+    for (k, v) in [
+        ("CNI_COMMAND", &env.command),
+        ("CNI_CONTAINERID", &env.container_id),
+        ("CNI_NETNS", &env.netns),
+        ("CNI_IFNAME", &env.ifname),
+        ("CNI_ARGS", &env.args),
+        ("CNI_PATH", &env.path),
+    ] {
+        if !env.unset.contains(&k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.envs(env.extra.iter().map(|(k, v)| (k, v)));
+    let fd = ns.as_raw_fd();
+    // SAFETY: between fork and exec only setns(2) runs, an async-signal-safe
+    // syscall on a descriptor the parent keeps open.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sched::setns(
+                std::os::fd::BorrowedFd::borrow_raw(fd),
+                nix::sched::CloneFlags::CLONE_NEWNET,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(fail)?;
+    if let Some(mut s) = child.stdin.take() {
+        // A plugin may exit before reading stdin (VERSION): ignore EPIPE.
+        let _ = s.write_all(stdin.as_bytes());
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().map_err(fail)?;
+    drop(ns);
+    Ok(Answer {
+        status: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
+
+/// Run `wasm-cni <args>` as a tool (no CNI environment).
+pub fn tool(args: &[&str]) -> Result<Answer, Failed> {
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(shared_host().env())
+        .env_remove("CNI_COMMAND")
+        .output()
+        .map_err(fail)?;
+    Ok(Answer {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Replace every `sandbox` value (it names a per-test namespace) with a marker.
+pub fn normalize_sandbox(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if k == "sandbox" {
+                    *val = Value::String("<netns>".into());
+                } else {
+                    normalize_sandbox(val);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize_sandbox),
+        _ => {}
+    }
+}
+
+/// The scratch path of a file that is not a network namespace.
+pub fn not_a_netns(dir: &Path) -> PathBuf {
+    let p = dir.join("not-a-netns");
+    std::fs::write(&p, b"plain file").expect("write");
+    p
+}
