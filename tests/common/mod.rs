@@ -164,6 +164,10 @@ impl Netns {
             for l in list {
                 if let Some(obj) = l.as_object_mut() {
                     obj.remove("stats64");
+                    // The kernel attaches a default qdisc the first time a link
+                    // comes up and keeps it when the link goes down again; it is
+                    // not state a plugin owns.
+                    obj.remove("qdisc");
                     if let Some(addrs) = obj.get_mut("addr_info").and_then(|a| a.as_array_mut()) {
                         for a in addrs {
                             if let Some(a) = a.as_object_mut() {

@@ -105,6 +105,14 @@ impl Kernel {
 enum Undo {
     DeleteLink(Side, String),
     SetUp(Side, String, bool),
+    /// Take a link back down and remove the addresses the kernel added when it
+    /// came up (bringing `lo` up adds 127.0.0.1/8 and ::1, and setting it down
+    /// again keeps 127.0.0.1/8).
+    SetDown {
+        side: Side,
+        name: String,
+        addresses_before: Vec<IpNet>,
+    },
     SetMtu(Side, String, u32),
     SetMac(Side, String, [u8; 6]),
     SetPromisc(String, bool),
@@ -252,7 +260,15 @@ fn apply_one(k: &mut Kernel, intent: &Intent, journal: &mut Vec<Undo>) -> Result
             })?;
             if facts.admin_up != up {
                 nl.set_up(&link.name, up)?;
-                journal.push(Undo::SetUp(link.side, link.name.clone(), !up));
+                if up {
+                    journal.push(Undo::SetDown {
+                        side: link.side,
+                        name: link.name.clone(),
+                        addresses_before: facts.addresses,
+                    });
+                } else {
+                    journal.push(Undo::SetUp(link.side, link.name.clone(), true));
+                }
             }
         }
         Intent::SetMtu { link, mtu } => {
@@ -385,6 +401,19 @@ fn undo(k: &mut Kernel, step: &Undo) -> Result<(), NetError> {
     match step {
         Undo::DeleteLink(side, name) => k.side(*side)?.delete_link(name),
         Undo::SetUp(side, name, up) => k.side(*side)?.set_up(name, *up),
+        Undo::SetDown {
+            side,
+            name,
+            addresses_before,
+        } => {
+            let nl = k.side(*side)?;
+            nl.set_up(name, false)?;
+            let now = nl.link(name)?.map(|l| l.addresses).unwrap_or_default();
+            for addr in now.iter().filter(|a| !addresses_before.contains(a)) {
+                nl.del_address(name, *addr)?;
+            }
+            Ok(())
+        }
         Undo::SetMtu(side, name, mtu) => k.side(*side)?.set_mtu(name, *mtu),
         Undo::SetMac(side, name, mac) => k.side(*side)?.set_mac(name, *mac),
         Undo::SetPromisc(name, on) => k.host.set_promisc(name, *on),

@@ -64,7 +64,7 @@ impl Guest for Hostile {
                 }
             }
             "panic" => panic!("hostile guest panicked on purpose"),
-            "trap" => core::arch::wasm32::unreachable(),
+            "trap" => std::process::abort(),
             "output" => {
                 let line = "x".repeat(1023);
                 for _ in 0..100_000 {
@@ -73,10 +73,11 @@ impl Guest for Hostile {
                 vec![]
             }
             "huge-log" => {
-                host::log(LogLevel::Info, &"y".repeat(64 << 20));
+                host::log(LogLevel::Info, &"y".repeat(8 << 20));
                 vec![]
             }
             "intents" => vec![up(Netns::Container, "lo"); 100_000],
+            "many-intents" => vec![up(Netns::Container, "lo"); 300],
             "bad-intent" => vec![Intent::AddAddress(AddressSpec {
                 link: LinkRef {
                     ns: Netns::Container,
