@@ -8,12 +8,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::apply::applier::{apply_best_effort, Kernel, Transaction};
+use crate::apply::applier::{apply_best_effort, Kernel, MasqDoors, Transaction};
 use crate::apply::netlink::NetError;
 use crate::apply::netns::NetnsHandle;
 use crate::apply::rtnl::RtNetlink;
 use crate::cni::{self, CniError, CniResult, CniVersion, Command, ErrorCode, Invocation, Request};
-use crate::plan::{Intent, ObservedLink, ObservedRoute, Side};
+use crate::ipam::IpamDelegate;
+use crate::plan::{Intent, MasqRuleFacts, ObservedLink, ObservedRoute, Side};
 use crate::plugins::{ComponentSource, PluginStore};
 use crate::runtime::{
     ComponentCache, GuestCommand, GuestLogLevel, GuestRequest, HostServices, PluginRuntime,
@@ -56,7 +57,8 @@ pub fn run(
     };
     let version = request.config.cni_version;
     let started = Instant::now();
-    let outcome = serve(invoked_as, &request, settings);
+    let request = Arc::new(request);
+    let outcome = serve(invoked_as, &request, settings, env);
     tracing::info!(
         command = ?request.command,
         container = %request.container_id,
@@ -199,6 +201,7 @@ fn lock(kernel: &Mutex<Kernel>) -> MutexGuard<'_, Kernel> {
 /// The host services a main plugin sees, backed by the invocation's kernel doors.
 struct KernelServices {
     kernel: Arc<Mutex<Kernel>>,
+    ipam: Arc<IpamDelegate>,
     plugin: String,
     container_id: String,
 }
@@ -230,11 +233,12 @@ impl HostServices for KernelServices {
         name
     }
 
-    fn ipam(&mut self, _command: GuestCommand) -> Result<Option<CniResult>, CniError> {
-        Err(CniError::new(
-            ErrorCode::InvalidNetworkConfig,
-            "IPAM delegation is not available in this build",
-        ))
+    fn masquerade_rules(&mut self, network: &str) -> Vec<MasqRuleFacts> {
+        lock(&self.kernel).masquerade_rules(network)
+    }
+
+    fn ipam(&mut self, command: GuestCommand) -> Result<Option<CniResult>, CniError> {
+        self.ipam.run(command)
     }
 
     fn log(&mut self, level: GuestLogLevel, message: &str) {
@@ -267,6 +271,8 @@ fn open_kernel(container_ns: Option<&NetnsHandle>) -> Result<Kernel, CniError> {
         host: Box::new(host),
         host_ns,
         container,
+        masq: MasqDoors::default(),
+        valid_attachments: None,
     })
 }
 
@@ -277,8 +283,9 @@ fn is_read_only(c: Command) -> bool {
 
 fn serve(
     invoked_as: Option<&str>,
-    request: &Request,
+    request: &Arc<Request>,
     settings: &Settings,
+    env: &BTreeMap<String, String>,
 ) -> Result<Option<String>, CniError> {
     let store = PluginStore::new(&settings.plugin_dir);
     let source = select_component(invoked_as, request, &store)?;
@@ -295,29 +302,93 @@ fn serve(
             ));
         }
     }
-    let kernel = Arc::new(Mutex::new(open_kernel(container_ns.as_ref())?));
+    let mut kernel = open_kernel(container_ns.as_ref())?;
+    kernel.valid_attachments = request.config.valid_attachments.as_ref().map(|list| {
+        list.iter()
+            .map(|a| (a.container_id.clone(), a.ifname.clone()))
+            .collect()
+    });
+    let kernel = Arc::new(Mutex::new(kernel));
 
-    let runtime = PluginRuntime::new()?;
+    let runtime = Arc::new(PluginRuntime::new()?);
     let cache = ComponentCache::new(&settings.cache_dir);
     let (component, from) = cache.load(runtime.engine(), &source.bytes, &source.sha256)?;
     tracing::debug!(plugin = %source.name, sha256 = %source.sha256, ?from, "component loaded");
+    let guest_req = guest_request(request)?;
+    let ipam = Arc::new(IpamDelegate::new(
+        Arc::clone(request),
+        guest_req.clone(),
+        Arc::new(settings.clone()),
+        env.clone(),
+        Arc::clone(&runtime),
+    ));
+    if runtime.is_ipam_component(&component) {
+        // Invoked directly as an IPAM plugin (`host-local` symlink): serve it as
+        // the reference binary would, with no links to touch.
+        let result = ipam.run_loaded(&component, guest_command(request.command)?)?;
+        return match (request.command, result) {
+            (Command::Add, Some(r)) => Ok(Some(cni::render_result_string(
+                &r,
+                request.config.cni_version,
+            )?)),
+            (Command::Add, None) => Err(CniError::new(
+                ErrorCode::ContractViolation,
+                "IPAM plugin returned no result for ADD",
+            )),
+            _ => Ok(None),
+        };
+    }
+    let outcome = plan_and_apply(
+        request,
+        settings,
+        &runtime,
+        &component,
+        &kernel,
+        &ipam,
+        &source.name,
+        &guest_req,
+        container_ns.is_some(),
+    );
+    if outcome.is_err() && request.command == Command::Add && ipam.added() {
+        // A failed ADD releases what IPAM gave, as the spec asks.
+        if let Err(e) = ipam.run(GuestCommand::Del) {
+            tracing::error!("releasing IPAM after a failed ADD: {}", e.msg);
+        }
+    }
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_and_apply(
+    request: &Request,
+    settings: &Settings,
+    runtime: &PluginRuntime,
+    component: &wasmtime::component::Component,
+    kernel: &Arc<Mutex<Kernel>>,
+    ipam: &Arc<IpamDelegate>,
+    plugin: &str,
+    guest_req: &GuestRequest,
+    has_container: bool,
+) -> Result<Option<String>, CniError> {
     let services = KernelServices {
-        kernel: Arc::clone(&kernel),
-        plugin: source.name.clone(),
+        kernel: Arc::clone(kernel),
+        ipam: Arc::clone(ipam),
+        plugin: plugin.to_string(),
         container_id: request.container_id.clone(),
     };
-    let mut instance = runtime.instantiate(&component, Box::new(services), &settings.limits)?;
-    let guest_req = guest_request(request)?;
+    let mut instance = runtime.instantiate(component, Box::new(services), &settings.limits)?;
 
-    let intents = instance.plan(&guest_req)?;
+    let intents = instance.plan(guest_req)?;
     let inv = validate::Invocation {
         ifname: &request.ifname,
-        container: match (&container_ns, request.command) {
-            (Some(_), _) => validate::ContainerNs::Present,
-            (None, Command::Del) => validate::ContainerNs::Gone,
-            (None, _) => validate::ContainerNs::Absent,
+        container: match (has_container, request.command) {
+            (true, _) => validate::ContainerNs::Present,
+            (false, Command::Del) => validate::ContainerNs::Gone,
+            (false, _) => validate::ContainerNs::Absent,
         },
         max_intents: settings.limits.max_intents,
+        network: &request.config.name,
+        container_id: &request.container_id,
     };
     if is_read_only(request.command) && !intents.is_empty() {
         return Err(CniError::new(
@@ -332,13 +403,13 @@ fn serve(
     validate::validate_plan(&intents, &inv)?;
 
     let result = if request.command == Command::Add {
-        let mut tx = Transaction::new(Arc::clone(&kernel));
+        let mut tx = Transaction::new(Arc::clone(kernel));
         tx.apply_all(&intents).map_err(|e| {
             CniError::new(ErrorCode::ApplyFailed, e.to_string())
                 .with_details("every change made before the failure was undone")
         })?;
-        let observed = observe(&kernel, &intents);
-        let result = instance.finish(&guest_req, &observed)?;
+        let observed = observe(kernel, &intents);
+        let result = instance.finish(guest_req, &observed)?;
         let result = result.ok_or_else(|| {
             CniError::new(
                 ErrorCode::ContractViolation,
@@ -349,15 +420,15 @@ fn serve(
         tx.commit();
         Some(rendered)
     } else {
-        if request.command == Command::Del {
-            let failures = apply_best_effort(&mut lock(&kernel), &intents);
+        if matches!(request.command, Command::Del | Command::Gc) {
+            let failures = apply_best_effort(&mut lock(kernel), &intents);
             if !failures.is_empty() {
                 let msgs: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
                 return Err(CniError::new(ErrorCode::ApplyFailed, msgs.join("; ")));
             }
         }
-        let observed = observe(&kernel, &intents);
-        instance.finish(&guest_req, &observed)?;
+        let observed = observe(kernel, &intents);
+        instance.finish(guest_req, &observed)?;
         None
     };
     Ok(result)

@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod cni;
 pub mod invoke;
+pub mod ipam;
 pub mod plan;
 pub mod plugins;
 pub mod runtime;

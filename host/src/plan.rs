@@ -120,6 +120,21 @@ pub struct AttachmentKey {
     pub ifname: String,
 }
 
+/// Where masquerade rules live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MasqBackend {
+    Nftables,
+    Iptables,
+}
+
+/// One masquerade rule as the host found it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MasqRuleFacts {
+    pub source: IpNet,
+    pub key: AttachmentKey,
+}
+
 /// One thing a plugin wants done, with parsed values. Mirrors the WIT `intent`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -173,6 +188,10 @@ pub enum Intent {
         address: IpNet,
         ensure: bool,
     },
+    DeleteAddress {
+        link: LinkRef,
+        address: IpNet,
+    },
     AddRoute(RouteIntent),
     SetSysctl {
         side: Side,
@@ -182,9 +201,13 @@ pub enum Intent {
     Masquerade {
         source: IpNet,
         key: AttachmentKey,
+        backend: MasqBackend,
     },
     Unmasquerade {
         key: AttachmentKey,
+    },
+    GcMasquerade {
+        network: String,
     },
     WaitOperUp {
         link: LinkRef,
@@ -206,10 +229,12 @@ impl Intent {
             Intent::FlushPortVlans { .. } => "flush-port-vlans",
             Intent::AddPortVlan { .. } => "add-port-vlan",
             Intent::AddAddress { .. } => "add-address",
+            Intent::DeleteAddress { .. } => "delete-address",
             Intent::AddRoute(_) => "add-route",
             Intent::SetSysctl { .. } => "set-sysctl",
             Intent::Masquerade { .. } => "masquerade",
             Intent::Unmasquerade { .. } => "unmasquerade",
+            Intent::GcMasquerade { .. } => "gc-masquerade",
             Intent::WaitOperUp { .. } => "wait-oper-up",
         }
     }
@@ -227,6 +252,7 @@ impl Intent {
             | Intent::SetMtu { link, .. }
             | Intent::SetMac { link, .. }
             | Intent::AddAddress { link, .. }
+            | Intent::DeleteAddress { link, .. }
             | Intent::WaitOperUp { link } => vec![link.clone()],
             Intent::AttachPort { port, master, .. } => {
                 vec![LinkRef::host(port), LinkRef::host(master)]
@@ -242,9 +268,10 @@ impl Intent {
                     name: d.clone(),
                 })
                 .collect(),
-            Intent::SetSysctl { .. } | Intent::Masquerade { .. } | Intent::Unmasquerade { .. } => {
-                vec![]
-            }
+            Intent::SetSysctl { .. }
+            | Intent::Masquerade { .. }
+            | Intent::Unmasquerade { .. }
+            | Intent::GcMasquerade { .. } => vec![],
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct Settings {
     pub log_level: String,
     /// Limits for every guest invocation.
     pub limits: Limits,
+    /// Directories under which an in-process IPAM plugin's `dataDir` may lie.
+    pub ipam_data_dirs: Vec<PathBuf>,
 }
 
 impl Default for Settings {
@@ -36,6 +38,11 @@ impl Default for Settings {
             log_file: None,
             log_level: "warn".to_string(),
             limits: Limits::default(),
+            ipam_data_dirs: vec![
+                PathBuf::from("/var/lib/cni/networks"),
+                PathBuf::from("/run/cni/networks"),
+                PathBuf::from("/var/run/cni/networks"),
+            ],
         }
     }
 }

@@ -23,6 +23,10 @@ pub struct Invocation<'a> {
     pub container: ContainerNs,
     /// Largest number of intents accepted.
     pub max_intents: usize,
+    /// The network's `name`.
+    pub network: &'a str,
+    /// `CNI_CONTAINERID`.
+    pub container_id: &'a str,
 }
 
 /// The invocation's container namespace, as far as validation cares.
@@ -108,6 +112,26 @@ pub fn validate_plan(intents: &[Intent], inv: &Invocation<'_>) -> Result<(), Cni
                     intent,
                     "the container end of a veth must be CNI_IFNAME",
                     name,
+                ));
+            }
+            Intent::Masquerade { key, .. } | Intent::Unmasquerade { key }
+                if key.network != inv.network
+                    || key.container_id != inv.container_id
+                    || key.ifname != inv.ifname =>
+            {
+                return Err(reject(
+                    index,
+                    intent,
+                    "masquerade rules belong to this network and attachment only",
+                    &format!("{}/{}/{}", key.network, key.container_id, key.ifname),
+                ));
+            }
+            Intent::GcMasquerade { network } if network != inv.network => {
+                return Err(reject(
+                    index,
+                    intent,
+                    "GC may only touch this network's rules",
+                    network,
                 ));
             }
             Intent::DeleteLink { link } if link.side == Side::Container && link.name == "lo" => {
@@ -223,6 +247,8 @@ mod tests {
             ifname: "eth0",
             container: ContainerNs::Present,
             max_intents: 10,
+            network: "net",
+            container_id: "ctr",
         }
     }
 

@@ -11,19 +11,94 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use super::masq::{masquerade_for, MasqError, Masquerade};
 use super::netlink::{NetError, Netlink, RouteSpec};
 use super::netns::NetnsHandle;
-use crate::plan::{Intent, ObservedLink, ObservedRoute, RouteIntent, Side};
+use crate::plan::{
+    AttachmentKey, Intent, MasqBackend, MasqRuleFacts, ObservedLink, ObservedRoute, RouteIntent,
+    Side,
+};
 
 /// How long a `wait-oper-up` intent may wait for the kernel.
 const OPER_UP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The two netlink doors of one invocation: the host namespace and, when the
-/// container's namespace exists, the container's.
+/// The doors of one invocation: netlink in the host namespace and, when the
+/// container's namespace exists, in the container's; the masquerade backends of
+/// the host namespace, opened on first use.
 pub struct Kernel {
     pub host: Box<dyn Netlink>,
     pub host_ns: NetnsHandle,
     pub container: Option<Box<dyn Netlink>>,
+    pub masq: MasqDoors,
+    /// GC only: the attachments that stay (`None` when the runtime sent no list).
+    pub valid_attachments: Option<Vec<(String, String)>>,
+}
+
+/// The two masquerade backends, each opened when first needed (most invocations
+/// need neither).
+#[derive(Default)]
+pub struct MasqDoors {
+    nft: Option<Box<dyn Masquerade>>,
+    iptables: Option<Box<dyn Masquerade>>,
+    /// Replaces the real backends (tests of ordering and rollback).
+    fake: Option<Box<dyn Masquerade>>,
+}
+
+impl MasqDoors {
+    /// Use `fake` for every backend.
+    pub fn fake(fake: Box<dyn Masquerade>) -> Self {
+        MasqDoors {
+            fake: Some(fake),
+            ..Default::default()
+        }
+    }
+
+    fn door(&mut self, backend: MasqBackend) -> Result<&mut (dyn Masquerade + 'static), NetError> {
+        if let Some(fake) = self.fake.as_deref_mut() {
+            return Ok(fake);
+        }
+        let (slot, name) = match backend {
+            MasqBackend::Nftables => (&mut self.nft, "nftables"),
+            MasqBackend::Iptables => (&mut self.iptables, "iptables"),
+        };
+        if slot.is_none() {
+            *slot = Some(masquerade_for(name).map_err(firewall)?);
+        }
+        slot.as_deref_mut()
+            .ok_or_else(|| NetError::Firewall(format!("{name} backend unavailable")))
+    }
+
+    /// Every backend in which rules may exist: nftables always; iptables only when
+    /// the tools are installed (a node without them cannot hold such rules).
+    fn all(&mut self) -> Vec<&mut (dyn Masquerade + 'static)> {
+        if let Some(fake) = self.fake.as_deref_mut() {
+            return vec![fake];
+        }
+        if self.nft.is_none() {
+            self.nft = masquerade_for("nftables").ok();
+        }
+        if self.iptables.is_none() && iptables_installed() {
+            self.iptables = masquerade_for("iptables").ok();
+        }
+        let mut doors: Vec<&mut (dyn Masquerade + 'static)> = Vec::new();
+        if let Some(n) = self.nft.as_deref_mut() {
+            doors.push(n);
+        }
+        if let Some(i) = self.iptables.as_deref_mut() {
+            doors.push(i);
+        }
+        doors
+    }
+}
+
+fn iptables_installed() -> bool {
+    ["/usr/sbin/iptables", "/sbin/iptables", "/usr/bin/iptables"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists())
+}
+
+fn firewall(e: MasqError) -> NetError {
+    NetError::Firewall(e.to_string())
 }
 
 /// A step that failed while applying.
@@ -77,6 +152,24 @@ impl Kernel {
         })
     }
 
+    /// The masquerade rules of one network, in every backend.
+    pub fn masquerade_rules(&mut self, network: &str) -> Vec<MasqRuleFacts> {
+        let mut out = Vec::new();
+        for door in self.masq.all() {
+            for r in door.rules(network).unwrap_or_default() {
+                out.push(MasqRuleFacts {
+                    source: r.source,
+                    key: AttachmentKey {
+                        network: r.network,
+                        container_id: r.container_id,
+                        ifname: r.ifname,
+                    },
+                });
+            }
+        }
+        out
+    }
+
     /// The main-table unicast routes of one namespace, with device names.
     pub fn observe_routes(&mut self, side: Side) -> Vec<ObservedRoute> {
         let Ok(nl) = self.side(side) else {
@@ -122,6 +215,8 @@ enum Undo {
     VlanDel(String, u16),
     DelAddress(Side, String, IpNet),
     DelRoute(Side, RouteSpec),
+    AddAddress(Side, String, IpNet),
+    Unmasquerade(AttachmentKey, MasqBackend),
     Sysctl(Side, String, String),
 }
 
@@ -352,23 +447,73 @@ fn apply_one(k: &mut Kernel, intent: &Intent, journal: &mut Vec<Undo>) -> Result
                 Err(e) => return Err(e),
             }
         }
+        Intent::DeleteAddress { link, address } => {
+            match k.side(link.side)?.del_address(&link.name, *address) {
+                Ok(()) => journal.push(Undo::AddAddress(link.side, link.name.clone(), *address)),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
         Intent::AddRoute(route) => {
             let spec = route_spec(route);
-            k.side(route.side)?.add_route(&spec)?;
-            journal.push(Undo::DelRoute(route.side, spec));
+            match k.side(route.side)?.add_route(&spec) {
+                Ok(()) => journal.push(Undo::DelRoute(route.side, spec)),
+                // The reference adds routes with RouteAddEcmp, which accepts an
+                // identical route (IPAM's default route and isDefaultGateway's
+                // coincide in common configs).
+                Err(e) if e.is_exists() => {}
+                Err(e) => return Err(e),
+            }
         }
         Intent::SetSysctl { side, key, value } => {
             let nl = k.side(*side)?;
-            let old = nl.sysctl(key)?;
+            let old = match nl.sysctl(key) {
+                Ok(old) => old,
+                // A key that does not exist (IPv6 disabled, say) is skipped, as the
+                // reference ignores these sysctl errors.
+                Err(e) if e.is_not_found() || is_enoent(&e) => {
+                    tracing::debug!(key, "sysctl does not exist here; skipped");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
             if old.trim() != value.trim() {
                 nl.set_sysctl(key, value)?;
                 journal.push(Undo::Sysctl(*side, key.clone(), old.trim().to_string()));
             }
         }
-        Intent::Masquerade { .. } | Intent::Unmasquerade { .. } => {
-            return Err(NetError::Unsupported(
-                "masquerading is not implemented yet".into(),
-            ))
+        Intent::Masquerade {
+            source,
+            key,
+            backend,
+        } => {
+            k.masq.door(*backend)?.add(key, *source).map_err(firewall)?;
+            journal.push(Undo::Unmasquerade(key.clone(), *backend));
+        }
+        Intent::Unmasquerade { key } => {
+            let mut failures = Vec::new();
+            for door in k.masq.all() {
+                if let Err(e) = door.remove(key) {
+                    failures.push(e.to_string());
+                }
+            }
+            if !failures.is_empty() {
+                return Err(NetError::Firewall(failures.join("; ")));
+            }
+        }
+        Intent::GcMasquerade { network } => {
+            // Without a list there is nothing to compare against: keep everything.
+            if let Some(valid) = k.valid_attachments.clone() {
+                let mut failures = Vec::new();
+                for door in k.masq.all() {
+                    if let Err(e) = door.gc(network, &valid) {
+                        failures.push(e.to_string());
+                    }
+                }
+                if !failures.is_empty() {
+                    return Err(NetError::Firewall(failures.join("; ")));
+                }
+            }
         }
         Intent::WaitOperUp { link } => {
             k.side(link.side)?
@@ -384,6 +529,10 @@ impl Drop for Transaction {
             self.rollback();
         }
     }
+}
+
+fn is_enoent(e: &NetError) -> bool {
+    matches!(e, NetError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
 fn route_spec(r: &RouteIntent) -> RouteSpec {
@@ -423,6 +572,8 @@ fn undo(k: &mut Kernel, step: &Undo) -> Result<(), NetError> {
         Undo::VlanDel(port, vid) => k.host.bridge_vlan_del(port, *vid),
         Undo::DelAddress(side, name, addr) => k.side(*side)?.del_address(name, *addr),
         Undo::DelRoute(side, spec) => k.side(*side)?.del_route(spec),
+        Undo::AddAddress(side, name, addr) => k.side(*side)?.add_address(name, *addr),
+        Undo::Unmasquerade(key, backend) => k.masq.door(*backend)?.remove(key).map_err(firewall),
         Undo::Sysctl(side, key, value) => k.side(*side)?.set_sysctl(key, value),
     }
 }

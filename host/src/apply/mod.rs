@@ -9,6 +9,7 @@
 
 pub mod applier;
 pub mod fake;
+pub mod masq;
 pub mod netlink;
 pub mod netns;
 pub mod rtnl;

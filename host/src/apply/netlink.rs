@@ -212,6 +212,9 @@ pub enum NetError {
     /// The operation is not implemented by this backend.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// The firewall (nftables or iptables) refused or failed a masquerade step.
+    #[error("firewall: {0}")]
+    Firewall(String),
     /// What is there conflicts with what was asked for (e.g. a link of that
     /// name exists but is of another kind); not retryable.
     #[error("conflict: {0}")]

@@ -56,6 +56,14 @@ impl wasm_cni::plugin::host::Host for GuestState {
         self.services.fresh_link_name(&prefix)
     }
 
+    fn masquerade_rules(&mut self, network: String) -> Vec<MasqueradeRule> {
+        self.services
+            .masquerade_rules(&network)
+            .iter()
+            .map(convert::masq_rule_to_wit)
+            .collect()
+    }
+
     fn ipam(&mut self, command: Command) -> Result<Option<CniResult>, PluginError> {
         let command = match command {
             Command::Add => GuestCommand::Add,

@@ -10,7 +10,8 @@ use super::bindings as wit;
 use super::{GuestCommand, GuestRequest};
 use crate::cni::{CniResult, Dns, Interface, IpConfig, Route};
 use crate::plan::{
-    AttachmentKey, Intent, LinkRef, Mac, ObservedLink, ObservedRoute, RouteIntent, Side,
+    AttachmentKey, Intent, LinkRef, Mac, MasqBackend, MasqRuleFacts, ObservedLink, ObservedRoute,
+    RouteIntent, Side,
 };
 
 pub(crate) fn side_from_wit(ns: wit::Netns) -> Side {
@@ -97,6 +98,10 @@ pub(crate) fn intent_from_wit(i: wit::Intent) -> Result<Intent, String> {
             address: cidr("address", &a.address)?,
             ensure: a.ensure,
         },
+        wit::Intent::DeleteAddress(a) => Intent::DeleteAddress {
+            link: link_from_wit(a.link),
+            address: cidr("address", &a.address)?,
+        },
         wit::Intent::AddRoute(r) => Intent::AddRoute(RouteIntent {
             side: side_from_wit(r.ns),
             dst: cidr("route destination", &r.dst)?,
@@ -118,6 +123,10 @@ pub(crate) fn intent_from_wit(i: wit::Intent) -> Result<Intent, String> {
                 container_id: m.container_id,
                 ifname: m.ifname,
             },
+            backend: match m.backend {
+                wit::MasqBackend::Nftables => MasqBackend::Nftables,
+                wit::MasqBackend::Iptables => MasqBackend::Iptables,
+            },
         },
         wit::Intent::Unmasquerade(k) => Intent::Unmasquerade {
             key: AttachmentKey {
@@ -126,6 +135,7 @@ pub(crate) fn intent_from_wit(i: wit::Intent) -> Result<Intent, String> {
                 ifname: k.ifname,
             },
         },
+        wit::Intent::GcMasquerade(network) => Intent::GcMasquerade { network },
         wit::Intent::WaitOperUp(l) => Intent::WaitOperUp {
             link: link_from_wit(l),
         },
@@ -146,6 +156,15 @@ pub(crate) fn link_to_wit(l: &ObservedLink) -> wit::LinkFacts {
         master: l.master.clone(),
         peer_index: l.peer_index,
         addresses: l.addresses.iter().map(|a| a.to_string()).collect(),
+    }
+}
+
+pub(crate) fn masq_rule_to_wit(r: &MasqRuleFacts) -> wit::MasqueradeRule {
+    wit::MasqueradeRule {
+        source: r.source.to_string(),
+        network: r.key.network.clone(),
+        container_id: r.key.container_id.clone(),
+        ifname: r.key.ifname.clone(),
     }
 }
 

@@ -5,21 +5,23 @@
 mod bindings;
 mod cache;
 mod convert;
+mod ipam_bindings;
 mod limits;
 
 pub use cache::{ComponentCache, LoadedFrom};
 pub use limits::Limits;
 
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use crate::cni::{CniError, CniResult, ErrorCode};
-use crate::plan::{Intent, ObservedLink, ObservedRoute, Side};
+use crate::plan::{Intent, MasqRuleFacts, ObservedLink, ObservedRoute, Side};
 use limits::GuestLimiter;
 
 /// How often the epoch ticker advances; deadlines are counted in these ticks.
@@ -66,6 +68,8 @@ pub trait HostServices: Send {
     fn routes(&mut self, side: Side) -> Vec<ObservedRoute>;
     /// A free `prefix` + 8 random hex digits name in the host namespace.
     fn fresh_link_name(&mut self, prefix: &str) -> String;
+    /// The masquerade rules held for one network.
+    fn masquerade_rules(&mut self, network: &str) -> Vec<MasqRuleFacts>;
     /// Run the configured IPAM plugin for `command`.
     fn ipam(&mut self, command: GuestCommand) -> Result<Option<CniResult>, CniError>;
     /// A guest log line.
@@ -84,6 +88,9 @@ impl HostServices for NoServices {
     }
     fn fresh_link_name(&mut self, prefix: &str) -> String {
         format!("{prefix}00000000")
+    }
+    fn masquerade_rules(&mut self, _: &str) -> Vec<MasqRuleFacts> {
+        Vec::new()
     }
     fn ipam(&mut self, _: GuestCommand) -> Result<Option<CniResult>, CniError> {
         Err(CniError::new(
@@ -119,6 +126,7 @@ impl WasiView for GuestState {
 pub struct PluginRuntime {
     engine: Engine,
     linker: Linker<GuestState>,
+    ipam_linker: Linker<GuestState>,
 }
 
 fn engine_config() -> Config {
@@ -137,10 +145,17 @@ impl PluginRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| internal(format!("cannot link WASI: {e}")))?;
+        let mut ipam_linker = linker.clone();
         bindings::add_host_to_linker(&mut linker)
             .map_err(|e| internal(format!("cannot link the host interface: {e}")))?;
+        ipam_bindings::add_host_to_linker(&mut ipam_linker)
+            .map_err(|e| internal(format!("cannot link the ipam-host interface: {e}")))?;
         start_epoch_ticker(&engine);
-        Ok(PluginRuntime { engine, linker })
+        Ok(PluginRuntime {
+            engine,
+            linker,
+            ipam_linker,
+        })
     }
 
     /// The engine, for compiling and loading components.
@@ -148,29 +163,41 @@ impl PluginRuntime {
         &self.engine
     }
 
-    /// Instantiate a main plugin with fresh limits and services.
-    pub fn instantiate(
+    /// A fresh store: WASI with no authority beyond `state_dir` (IPAM plugins
+    /// only), capped output, every limit set.
+    fn guest(
         &self,
-        component: &Component,
         services: Box<dyn HostServices>,
         limits: &Limits,
-    ) -> Result<PluginInstance, CniError> {
+        state_dir: Option<&Path>,
+    ) -> Result<Guest, CniError> {
         let stdout = MemoryOutputPipe::new(limits.output_bytes);
         let stderr = MemoryOutputPipe::new(limits.output_bytes);
-        // Zero ambient authority: no preopens, no environment, no arguments, no
-        // sockets, no name lookups, no inherited stdio; output goes to capped buffers.
-        let wasi = WasiCtx::builder()
+        // Zero ambient authority: no preopens (but an IPAM plugin's own state
+        // directory), no environment, no arguments, no sockets, no name lookups,
+        // no inherited stdio; output goes to capped buffers.
+        let mut builder = WasiCtx::builder();
+        builder
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .max_random_size(4096)
-            .build();
+            .max_random_size(4096);
+        if let Some(dir) = state_dir {
+            builder
+                .preopened_dir(dir, "/", FsPerms::ReadWrite)
+                .map_err(|e| {
+                    CniError::new(
+                        ErrorCode::IoFailure,
+                        format!("cannot open IPAM state directory {}: {e}", dir.display()),
+                    )
+                })?;
+        }
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.resources);
         let state = GuestState {
-            wasi,
+            wasi: builder.build(),
             table,
             limiter: GuestLimiter::new(limits),
             services,
@@ -181,19 +208,43 @@ impl PluginRuntime {
         store.set_hostcall_fuel(limits.hostcall_bytes);
         store.set_epoch_deadline(deadline_ticks(limits.deadline));
         store.epoch_deadline_trap();
-        let plugin = bindings::CniPlugin::instantiate(&mut store, component, &self.linker);
-        let mut instance = PluginInstance {
+        Ok(Guest {
             store,
-            plugin: None,
             stdout,
             stderr,
             limits: limits.clone(),
-        };
-        match plugin {
-            Ok(p) => instance.plugin = Some(p),
-            Err(e) => return Err(instance.classify(e, "instantiate")),
+        })
+    }
+
+    /// Instantiate a main plugin with fresh limits and services.
+    pub fn instantiate(
+        &self,
+        component: &Component,
+        services: Box<dyn HostServices>,
+        limits: &Limits,
+    ) -> Result<PluginInstance, CniError> {
+        let mut guest = self.guest(services, limits, None)?;
+        match bindings::CniPlugin::instantiate(&mut guest.store, component, &self.linker) {
+            Ok(plugin) => Ok(PluginInstance { guest, plugin }),
+            Err(e) => Err(guest.classify(e, "instantiate")),
         }
-        Ok(instance)
+    }
+
+    /// Instantiate an IPAM plugin whose only state is `state_dir`, preopened as
+    /// `/`. The caller holds the directory's lock.
+    pub fn instantiate_ipam(
+        &self,
+        component: &Component,
+        services: Box<dyn HostServices>,
+        limits: &Limits,
+        state_dir: &Path,
+    ) -> Result<IpamInstance, CniError> {
+        let mut guest = self.guest(services, limits, Some(state_dir))?;
+        match ipam_bindings::IpamPlugin::instantiate(&mut guest.store, component, &self.ipam_linker)
+        {
+            Ok(ipam) => Ok(IpamInstance { guest, ipam }),
+            Err(e) => Err(guest.classify(e, "instantiate")),
+        }
     }
 }
 
@@ -227,38 +278,42 @@ fn start_epoch_ticker(engine: &Engine) {
     });
 }
 
-/// A guest instance serving one request.
-pub struct PluginInstance {
+/// A store with its captured output and limits: what every guest instance has.
+struct Guest {
     store: Store<GuestState>,
-    plugin: Option<bindings::CniPlugin>,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
     limits: Limits,
 }
 
+/// A main-plugin instance serving one request.
+pub struct PluginInstance {
+    guest: Guest,
+    plugin: bindings::CniPlugin,
+}
+
 impl PluginInstance {
     /// Phase 1: ask the guest for its plan.
     pub fn plan(&mut self, req: &GuestRequest) -> Result<Vec<Intent>, CniError> {
-        let Some(plugin) = self.plugin.as_ref() else {
-            return Err(internal("plugin not instantiated".into()));
-        };
+        let guest = &mut self.guest;
         let wit_req = convert::request_to_wit(req);
-        let out = plugin
+        let out = self
+            .plugin
             .wasm_cni_plugin_plugin()
-            .call_plan(&mut self.store, &wit_req);
+            .call_plan(&mut guest.store, &wit_req);
         let plan = match out {
             Ok(Ok(plan)) => plan,
-            Ok(Err(e)) => return Err(self.guest_error(e)),
-            Err(e) => return Err(self.classify(e, "plan")),
+            Ok(Err(e)) => return Err(guest.guest_error(e)),
+            Err(e) => return Err(guest.classify(e, "plan")),
         };
-        self.check_contract()?;
-        if plan.intents.len() > self.limits.max_intents {
+        guest.check_contract()?;
+        if plan.intents.len() > guest.limits.max_intents {
             return Err(CniError::new(
                 ErrorCode::LimitExceeded,
                 format!(
                     "plugin returned {} intents, more than the limit of {}",
                     plan.intents.len(),
-                    self.limits.max_intents
+                    guest.limits.max_intents
                 ),
             ));
         }
@@ -282,20 +337,58 @@ impl PluginInstance {
         req: &GuestRequest,
         applied: &[ObservedLink],
     ) -> Result<Option<CniResult>, CniError> {
-        let Some(plugin) = self.plugin.as_ref() else {
-            return Err(internal("plugin not instantiated".into()));
-        };
+        let guest = &mut self.guest;
         let wit_req = convert::request_to_wit(req);
         let facts: Vec<_> = applied.iter().map(convert::link_to_wit).collect();
-        let out = plugin
-            .wasm_cni_plugin_plugin()
-            .call_finish(&mut self.store, &wit_req, &facts);
+        let out =
+            self.plugin
+                .wasm_cni_plugin_plugin()
+                .call_finish(&mut guest.store, &wit_req, &facts);
         let result = match out {
             Ok(Ok(result)) => result,
-            Ok(Err(e)) => return Err(self.guest_error(e)),
-            Err(e) => return Err(self.classify(e, "finish")),
+            Ok(Err(e)) => return Err(guest.guest_error(e)),
+            Err(e) => return Err(guest.classify(e, "finish")),
         };
-        self.check_contract()?;
+        guest.check_contract()?;
+        guest.result_from_wit(result)
+    }
+
+    /// Everything the guest wrote to stdout and stderr (capped).
+    pub fn captured_output(&self) -> String {
+        self.guest.captured_output()
+    }
+}
+
+/// An IPAM-plugin instance serving one request.
+pub struct IpamInstance {
+    guest: Guest,
+    ipam: ipam_bindings::IpamPlugin,
+}
+
+impl IpamInstance {
+    /// Serve one IPAM request.
+    pub fn run(&mut self, req: &GuestRequest) -> Result<Option<CniResult>, CniError> {
+        let guest = &mut self.guest;
+        let wit_req = convert::request_to_wit(req);
+        let out = self
+            .ipam
+            .wasm_cni_plugin_ipam()
+            .call_run(&mut guest.store, &wit_req);
+        let result = match out {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => return Err(guest.guest_error(e)),
+            Err(e) => return Err(guest.classify(e, "run")),
+        };
+        guest.check_contract()?;
+        guest.result_from_wit(result)
+    }
+}
+
+impl Guest {
+    fn result_from_wit(
+        &self,
+        result: Option<bindings::CniResult>,
+    ) -> Result<Option<CniResult>, CniError> {
         result
             .map(convert::result_from_wit)
             .transpose()
@@ -308,7 +401,7 @@ impl PluginInstance {
     }
 
     /// Everything the guest wrote to stdout and stderr (capped).
-    pub fn captured_output(&self) -> String {
+    fn captured_output(&self) -> String {
         let mut out = String::from_utf8_lossy(&self.stderr.contents()).into_owned();
         let stdout = self.stdout.contents();
         if !stdout.is_empty() {
@@ -410,6 +503,13 @@ impl PluginInstance {
 }
 
 impl PluginRuntime {
+    /// Whether a component is an IPAM plugin (exports the `ipam` interface).
+    pub fn is_ipam_component(&self, component: &Component) -> bool {
+        self.exported_interfaces(component)
+            .iter()
+            .any(|e| e.starts_with("wasm-cni:plugin/ipam@"))
+    }
+
     /// The interfaces a component exports (e.g. `wasm-cni:plugin/plugin@0.1.0`).
     pub fn exported_interfaces(&self, component: &Component) -> Vec<String> {
         component

@@ -1,0 +1,566 @@
+//! Allocation and the other reservation operations, over a [`Store`]: the
+//! reference's `backend/allocator/allocator.go` plus the directory walks of
+//! `backend/disk` (release, find), and GC and STATUS, which it lacks.
+//!
+//! Pure apart from the store: no logging (warnings go to a callback) and no
+//! knowledge of WIT.
+//!
+//! Work done per ADD, compared with the reference: the reference walks the
+//! whole directory and reads every file (the `lock` and `last_reserved_ip.*`
+//! included) once per range set for its duplicate check, then tries an
+//! `O_EXCL` create for every candidate address. Here the directory is listed
+//! at most once per ADD (and not at all when every set is served by a
+//! requested IP), only files named by an address inside the set being
+//! allocated are read, and candidates already present in the listing are
+//! skipped without a system call; `O_EXCL` still decides. Reading the files of
+//! the set cannot be avoided without an index, and an index would be wrong as
+//! soon as the reference binary (or an older one) wrote to the same directory.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::config::{Range, RangeSet};
+use crate::ip;
+use crate::store::{owner_record, Entry, Store, StoreError};
+
+/// The attachment a request is about.
+#[derive(Clone, Copy, Debug)]
+pub struct Owner<'a> {
+    /// `CNI_CONTAINERID`.
+    pub container_id: &'a str,
+    /// `CNI_IFNAME`.
+    pub ifname: &'a str,
+}
+
+/// How a reservation file's content relates to an [`Owner`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Match {
+    /// `<cid>\r\n<ifname>`.
+    Full,
+    /// A legacy file holding only `<cid>`.
+    Legacy,
+    /// Someone else's.
+    None,
+}
+
+impl Owner<'_> {
+    /// The content of this owner's reservation files.
+    pub fn record(&self) -> String {
+        owner_record(self.container_id, self.ifname)
+    }
+
+    fn classify(&self, content: &str) -> Match {
+        // The reference compares trimmed content ("ignores whitespace in disk files").
+        let content = content.trim();
+        if content == self.record() {
+            Match::Full
+        } else if content == self.container_id.trim() {
+            Match::Legacy
+        } else {
+            Match::None
+        }
+    }
+}
+
+/// One address handed out by [`allocate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    /// Index of the range set it came from.
+    pub range_set: usize,
+    /// The address.
+    pub address: IpAddr,
+    /// The prefix length of its range's subnet.
+    pub prefix: u8,
+    /// Its range's gateway.
+    pub gateway: IpAddr,
+}
+
+/// Why one range set could not be served.
+#[derive(Debug)]
+pub enum AllocError {
+    /// A requested address is its range's gateway.
+    RequestedIsGateway(IpAddr),
+    /// A requested address is already reserved.
+    RequestedUnavailable {
+        /// The address.
+        ip: IpAddr,
+        /// The set, as `start-end,...`.
+        set: String,
+    },
+    /// The owner already holds an address of this set.
+    Duplicate {
+        /// The address it holds.
+        ip: IpAddr,
+        /// The container ID as given.
+        container_id: String,
+    },
+    /// Every address of the set is reserved.
+    Exhausted {
+        /// The set, as `start-end,...`.
+        set: String,
+    },
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllocError::RequestedIsGateway(ip) => {
+                write!(f, "requested ip {ip} is subnet's gateway")
+            }
+            AllocError::RequestedUnavailable { ip, set } => {
+                write!(
+                    f,
+                    "requested IP address {ip} is not available in range set {set}"
+                )
+            }
+            AllocError::Duplicate { ip, container_id } => write!(
+                f,
+                "{ip} has been allocated to {container_id}, duplicate allocation is not allowed"
+            ),
+            AllocError::Exhausted { set } => {
+                write!(f, "no IP addresses available in range set: {set}")
+            }
+            AllocError::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<StoreError> for AllocError {
+    fn from(e: StoreError) -> AllocError {
+        AllocError::Store(e)
+    }
+}
+
+/// Why an ADD failed; nothing it reserved is left behind.
+#[derive(Debug)]
+pub enum AddError {
+    /// Range set `index` could not be served.
+    Range {
+        /// The range set's index.
+        index: usize,
+        /// Why.
+        source: AllocError,
+    },
+    /// Requested addresses that no range set contains (or that a set already
+    /// served with another requested address).
+    Unfulfilled(Vec<IpAddr>),
+}
+
+impl fmt::Display for AddError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddError::Range { index, source } => {
+                write!(f, "failed to allocate for range {index}: {source}")
+            }
+            AddError::Unfulfilled(ips) => {
+                f.write_str("failed to allocate all requested IPs:")?;
+                for ip in ips {
+                    write!(f, " {ip}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The directory as listed once per ADD.
+struct Listing {
+    entries: Vec<Entry>,
+    /// Addresses whose canonical file exists; grows as candidates turn out taken.
+    taken: BTreeSet<IpAddr>,
+}
+
+impl Listing {
+    fn load(store: &impl Store) -> Result<Listing, StoreError> {
+        let entries = store.entries()?;
+        let taken = entries
+            .iter()
+            .filter(|e| e.is_canonical())
+            .map(|e| e.ip)
+            .collect();
+        Ok(Listing { entries, taken })
+    }
+}
+
+/// ADD: one address from each range set, in order. A set takes the first
+/// still-pending `requested` address it contains, else the next free one
+/// round-robin. All or nothing: on any failure every address reserved here
+/// is released again.
+pub fn allocate<S: Store>(
+    store: &mut S,
+    sets: &[RangeSet],
+    requested: &[IpAddr],
+    owner: Owner<'_>,
+    warn: &mut dyn FnMut(String),
+) -> Result<Vec<Allocation>, AddError> {
+    let mut pending = requested.to_vec();
+    let mut done: Vec<Allocation> = Vec::with_capacity(sets.len());
+    let mut listing = None;
+    for (index, set) in sets.iter().enumerate() {
+        let wanted = pending
+            .iter()
+            .position(|ip| set.contains(*ip))
+            .map(|i| pending.remove(i));
+        let got = match wanted {
+            Some(ip) => reserve_requested(store, index, set, ip, owner),
+            None => reserve_next(store, index, set, owner, &mut listing, warn),
+        };
+        match got {
+            Ok(a) => done.push(a),
+            Err(source) => {
+                roll_back(store, &done, warn);
+                return Err(AddError::Range { index, source });
+            }
+        }
+    }
+    if !pending.is_empty() {
+        roll_back(store, &done, warn);
+        return Err(AddError::Unfulfilled(pending));
+    }
+    Ok(done)
+}
+
+/// Releases exactly what this ADD reserved. The reference releases by owner
+/// instead, which would also drop an older reservation of the same attachment
+/// that a requested address had skipped the duplicate check for.
+fn roll_back<S: Store>(store: &mut S, done: &[Allocation], warn: &mut dyn FnMut(String)) {
+    for a in done {
+        if let Err(e) = store.release(&a.address.to_string()) {
+            warn(format!("rolling back {}: {e}", a.address));
+        }
+    }
+}
+
+fn reserve_requested<S: Store>(
+    store: &mut S,
+    index: usize,
+    set: &RangeSet,
+    ip: IpAddr,
+    owner: Owner<'_>,
+) -> Result<Allocation, AllocError> {
+    let range = set
+        .range_for(ip)
+        .ok_or_else(|| AllocError::RequestedUnavailable {
+            ip,
+            set: set.to_string(),
+        })?;
+    if ip == range.gateway {
+        return Err(AllocError::RequestedIsGateway(ip));
+    }
+    if !store.reserve(ip, &owner.record())? {
+        return Err(AllocError::RequestedUnavailable {
+            ip,
+            set: set.to_string(),
+        });
+    }
+    // Like the reference, a requested address moves the round-robin cursor too.
+    commit(store, index, range, ip)
+}
+
+fn reserve_next<S: Store>(
+    store: &mut S,
+    index: usize,
+    set: &RangeSet,
+    owner: Owner<'_>,
+    listing: &mut Option<Listing>,
+    warn: &mut dyn FnMut(String),
+) -> Result<Allocation, AllocError> {
+    let listing = match listing {
+        Some(l) => l,
+        None => listing.insert(Listing::load(store)?),
+    };
+
+    // The spec forbids a second ADD for one attachment without a DEL; the
+    // reference refuses it per range set (plugins#327).
+    for entry in listing.entries.iter().filter(|e| set.contains(e.ip)) {
+        let Some(content) = store.read(&entry.name)? else {
+            continue;
+        };
+        if owner.classify(&content) != Match::None {
+            return Err(AllocError::Duplicate {
+                ip: entry.ip,
+                container_id: owner.container_id.to_string(),
+            });
+        }
+    }
+
+    // A stale cursor (ranges changed since) only costs round-robin this once.
+    let last = match store.last_reserved(index) {
+        Ok(last) => last.filter(|ip| set.contains(*ip)),
+        Err(e) => {
+            warn(format!("Error retrieving last reserved ip: {e}"));
+            None
+        }
+    };
+    let record = owner.record();
+    let mut candidates = RangeIter::new(set, last);
+    while let Some((ip, range)) = candidates.next_candidate() {
+        if listing.taken.contains(&ip) {
+            continue;
+        }
+        listing.taken.insert(ip);
+        if store.reserve(ip, &record)? {
+            return commit(store, index, range, ip);
+        }
+    }
+    Err(AllocError::Exhausted {
+        set: set.to_string(),
+    })
+}
+
+/// Records the round-robin cursor; if that fails, gives the address back so
+/// that a failed ADD leaves nothing behind.
+fn commit<S: Store>(
+    store: &mut S,
+    index: usize,
+    range: &Range,
+    ip: IpAddr,
+) -> Result<Allocation, AllocError> {
+    if let Err(e) = store.set_last_reserved(index, ip) {
+        let _ = store.release(&ip.to_string());
+        return Err(e.into());
+    }
+    Ok(Allocation {
+        range_set: index,
+        address: ip,
+        prefix: range.prefix,
+        gateway: range.gateway,
+    })
+}
+
+/// The reference's `RangeIter`: every address of the set once, starting after
+/// `last` (or at the first range's start), wrapping from a range's end to the
+/// next range's start and from the last range to the first, skipping each
+/// range's gateway.
+struct RangeIter<'a> {
+    set: &'a RangeSet,
+    index: usize,
+    cur: Option<u128>,
+    start: Option<u128>,
+}
+
+impl<'a> RangeIter<'a> {
+    fn new(set: &'a RangeSet, last: Option<IpAddr>) -> RangeIter<'a> {
+        let found = last.and_then(|ip| {
+            set.ranges
+                .iter()
+                .position(|r| r.contains(ip))
+                .map(|i| (i, ip::to_u128(ip::canonical(ip))))
+        });
+        match found {
+            // The first candidate is then `last + 1`; `last` itself comes last.
+            Some((index, cur)) => RangeIter {
+                set,
+                index,
+                cur: Some(cur),
+                start: None,
+            },
+            None => RangeIter {
+                set,
+                index: 0,
+                cur: None,
+                start: None,
+            },
+        }
+    }
+
+    fn next_candidate(&mut self) -> Option<(IpAddr, &'a Range)> {
+        loop {
+            let mut range = self.set.ranges.get(self.index)?;
+            let cur = match self.cur {
+                None => {
+                    let first = ip::to_u128(range.range_start);
+                    self.start = Some(first);
+                    first
+                }
+                Some(cur) => {
+                    let next = if cur == ip::to_u128(range.range_end) {
+                        self.index = (self.index + 1) % self.set.ranges.len();
+                        range = self.set.ranges.get(self.index)?;
+                        ip::to_u128(range.range_start)
+                    } else {
+                        cur + 1
+                    };
+                    match self.start {
+                        None => self.start = Some(next),
+                        // Back where the walk began: every address was offered.
+                        Some(start) if start == next => return None,
+                        Some(_) => {}
+                    }
+                    next
+                }
+            };
+            self.cur = Some(cur);
+            if range.gateway_u128() == Some(cur) {
+                continue;
+            }
+            return Some((ip::from_u128(range.range_start, cur), range));
+        }
+    }
+}
+
+/// What DEL did.
+#[derive(Debug, Default)]
+pub struct ReleaseReport {
+    /// The files removed.
+    pub released: Vec<Entry>,
+    /// Files that could not be read or removed; the walk went on past them.
+    pub errors: Vec<StoreError>,
+}
+
+/// DEL: removes every reservation of `owner` (`<cid>\r\n<ifname>`), or, when
+/// there is none, every legacy reservation holding only `<cid>`. Nothing to
+/// remove is success. Best-effort: it keeps going past errors.
+///
+/// The reference repeats its walk once per range set; from the second set on
+/// its legacy fallback fires even after full matches were removed, so with two
+/// or more sets it also drops legacy files of the container's other
+/// interfaces. One walk with the fallback applied once avoids that.
+pub fn release<S: Store>(store: &mut S, owner: Owner<'_>) -> Result<ReleaseReport, StoreError> {
+    let mut report = ReleaseReport::default();
+    let mut full = Vec::new();
+    let mut legacy = Vec::new();
+    for entry in store.entries()? {
+        match store.read(&entry.name) {
+            Ok(Some(content)) => match owner.classify(&content) {
+                Match::Full => full.push(entry),
+                Match::Legacy => legacy.push(entry),
+                Match::None => {}
+            },
+            Ok(None) => {}
+            Err(e) => report.errors.push(e),
+        }
+    }
+    let targets = if full.is_empty() { legacy } else { full };
+    for entry in targets {
+        match store.release(&entry.name) {
+            Ok(()) => report.released.push(entry),
+            Err(e) => report.errors.push(e),
+        }
+    }
+    Ok(report)
+}
+
+/// CHECK: whether `owner` holds any reservation (full or legacy), whatever
+/// the address. A read error counts only when nothing matched.
+pub fn find<S: Store>(store: &S, owner: Owner<'_>) -> Result<bool, StoreError> {
+    let mut legacy = false;
+    let mut first_error = None;
+    for entry in store.entries()? {
+        match store.read(&entry.name) {
+            Ok(Some(content)) => match owner.classify(&content) {
+                Match::Full => return Ok(true),
+                Match::Legacy => legacy = true,
+                Match::None => {}
+            },
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) if !legacy => Err(e),
+        _ => Ok(legacy),
+    }
+}
+
+/// A still-valid attachment, as GC names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidAttachment {
+    /// The container ID.
+    pub container_id: String,
+    /// The interface name.
+    pub ifname: String,
+}
+
+/// What GC did.
+#[derive(Debug, Default)]
+pub struct GcReport {
+    /// The files removed, with the content they held.
+    pub released: Vec<(Entry, String)>,
+    /// Files that could not be read or removed; the walk went on past them.
+    pub errors: Vec<StoreError>,
+}
+
+/// GC: removes every reservation whose owner is not in `valid`. A legacy file
+/// (`<cid>` only) stays if any attachment of that container is valid; an
+/// empty or unreadable-as-owner file belongs to no one and goes. An empty
+/// `valid` therefore releases everything. Only files named by an address are
+/// considered (never `lock`, `last_reserved_ip.*`, or foreign files).
+pub fn collect_garbage<S: Store>(
+    store: &mut S,
+    valid: &[ValidAttachment],
+) -> Result<GcReport, StoreError> {
+    let mut report = GcReport::default();
+    for entry in store.entries()? {
+        let content = match store.read(&entry.name) {
+            Ok(Some(content)) => content,
+            Ok(None) => continue,
+            // Unknown owner: keep it rather than risk releasing a live address.
+            Err(e) => {
+                report.errors.push(e);
+                continue;
+            }
+        };
+        let trimmed = content.trim();
+        let keep = match trimmed.split_once(crate::store::LINE_BREAK) {
+            Some((cid, ifname)) => valid
+                .iter()
+                .any(|a| a.container_id.trim() == cid && a.ifname == ifname),
+            None => !trimmed.is_empty() && valid.iter().any(|a| a.container_id.trim() == trimmed),
+        };
+        if keep {
+            continue;
+        }
+        match store.release(&entry.name) {
+            Ok(()) => report.released.push((entry, trimmed.to_string())),
+            Err(e) => report.errors.push(e),
+        }
+    }
+    Ok(report)
+}
+
+/// STATUS: the first range set (with its index) in which every address (each
+/// range's gateway excepted) is reserved, if any.
+pub fn first_exhausted<'s, S: Store>(
+    store: &S,
+    sets: &'s [RangeSet],
+) -> Result<Option<(usize, &'s RangeSet)>, StoreError> {
+    // Only canonically named files block an address (they are what O_EXCL hits).
+    let taken: BTreeSet<IpAddr> = store
+        .entries()?
+        .into_iter()
+        .filter(Entry::is_canonical)
+        .map(|e| e.ip)
+        .collect();
+    for (index, set) in sets.iter().enumerate() {
+        let mut capacity: u128 = 0;
+        for r in &set.ranges {
+            let (start, end) = (ip::to_u128(r.range_start), ip::to_u128(r.range_end));
+            // Saturates only for a whole IPv6 space, which is never "full" anyway.
+            let mut size = (end - start).saturating_add(1);
+            if r.gateway_u128().is_some_and(|gw| gw >= start && gw <= end) {
+                size -= 1;
+            }
+            capacity = capacity.saturating_add(size);
+        }
+        let used = taken
+            .iter()
+            .filter(|ip| {
+                set.range_for(**ip)
+                    .is_some_and(|r| r.gateway_u128() != Some(ip::to_u128(**ip)))
+            })
+            .count() as u128;
+        if used >= capacity {
+            return Ok(Some((index, set)));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests;

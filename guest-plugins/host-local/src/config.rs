@@ -1,0 +1,722 @@
+//! Parsing and validation of the whole host-local configuration: the network
+//! config JSON plus `CNI_ARGS`, as the reference's `LoadIPAMConfig` does it
+//! (plugins `backend/allocator/config.go`, `range.go`, `range_set.go`).
+//!
+//! Pure: no I/O. The validation messages are the reference's, word for word;
+//! where the reference would only fail inside Go's JSON decoder, the message
+//! names the key and the value instead.
+//!
+//! Two habits of the reference are kept on purpose so that every config it
+//! accepts is accepted here: object keys match case-insensitively (Go's
+//! `encoding/json`), and `null` means "absent".
+
+use std::net::IpAddr;
+
+use serde_json::{Map, Value};
+
+use crate::error::{code, Failure};
+use crate::ip::{self, Cidr};
+
+/// Where the reference keeps its state when `ipam.dataDir` is not set.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
+
+/// A validated host-local configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IpamConfig {
+    /// The config's `cniVersion` (empty when absent).
+    pub cni_version: String,
+    /// The range sets in allocation order: `runtimeConfig.ipRanges`, then the
+    /// legacy top-level range, then `ipam.ranges`. Index `i` owns
+    /// `last_reserved_ip.<i>`.
+    pub range_sets: Vec<RangeSet>,
+    /// `ipam.routes`, returned verbatim in the ADD result.
+    pub routes: Vec<Route>,
+    /// `ipam.dataDir`, or [`DEFAULT_DATA_DIR`]. The host opens it; the guest only
+    /// validates it.
+    pub data_dir: String,
+    /// `ipam.resolvConf`, when set and not empty.
+    pub resolv_conf: Option<String>,
+    /// Requested addresses, deduplicated, in the order CNI_ARGS `IP`,
+    /// `args.cni.ips`, `runtimeConfig.ips`; prefixes dropped.
+    pub requested_ips: Vec<IpAddr>,
+}
+
+/// One pool of disjoint ranges of a single address family; an ADD takes one
+/// address from each set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeSet {
+    /// At least one range, all of the same family, none overlapping.
+    pub ranges: Vec<Range>,
+}
+
+/// A validated range: `subnet` with defaults applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    /// The network address (host bits are rejected).
+    pub subnet: IpAddr,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+    /// The first allocatable address, inclusive.
+    pub range_start: IpAddr,
+    /// The last allocatable address, inclusive.
+    pub range_end: IpAddr,
+    /// Returned with every address of this range and never allocated. Like the
+    /// reference, not checked against the subnet.
+    pub gateway: IpAddr,
+}
+
+/// A route of `ipam.routes`, normalised the way the reference re-encodes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Destination CIDR (host bits kept as written).
+    pub dst: String,
+    /// Next hop, when given.
+    pub gw: Option<String>,
+    /// Omitted when 0 (Go `omitempty`).
+    pub mtu: Option<u32>,
+    /// Omitted when 0 (Go `omitempty`).
+    pub advmss: Option<u32>,
+    /// Omitted when 0 (Go `omitempty`).
+    pub priority: Option<u32>,
+    /// Kept even when 0 (a pointer in the reference).
+    pub table: Option<u32>,
+    /// Kept even when 0 (a pointer in the reference).
+    pub scope: Option<u32>,
+}
+
+impl Range {
+    /// Whether `addr` lies in the subnet and between the range's start and end.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = ip::canonical(addr);
+        in_subnet(self.subnet, self.prefix, addr)
+            && ip::to_u128(addr) >= ip::to_u128(self.range_start)
+            && ip::to_u128(addr) <= ip::to_u128(self.range_end)
+    }
+
+    /// The reference's `Range.Overlaps`: same family and either range holds an
+    /// end of the other.
+    pub fn overlaps(&self, other: &Range) -> bool {
+        ip::same_family(self.range_start, other.range_start)
+            && (self.contains(other.range_start)
+                || self.contains(other.range_end)
+                || other.contains(self.range_start)
+                || other.contains(self.range_end))
+    }
+
+    /// The gateway as an integer when it is of the range's family.
+    pub fn gateway_u128(&self) -> Option<u128> {
+        ip::same_family(self.gateway, self.range_start).then(|| ip::to_u128(self.gateway))
+    }
+}
+
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.range_start, self.range_end)
+    }
+}
+
+impl RangeSet {
+    /// The range holding `addr`, if any.
+    pub fn range_for(&self, addr: IpAddr) -> Option<&Range> {
+        self.ranges.iter().find(|r| r.contains(addr))
+    }
+
+    /// Whether some range of the set holds `addr`.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.range_for(addr).is_some()
+    }
+
+    /// Whether any range of `self` overlaps any range of `other`.
+    pub fn overlaps(&self, other: &RangeSet) -> bool {
+        self.ranges
+            .iter()
+            .any(|r| other.ranges.iter().any(|o| r.overlaps(o)))
+    }
+
+    /// Whether the set is IPv4 (decided by its first range, as the reference does).
+    pub fn is_v4(&self) -> bool {
+        self.ranges.first().is_some_and(|r| r.range_start.is_ipv4())
+    }
+}
+
+impl std::fmt::Display for RangeSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, r) in self.ranges.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{r}")?;
+        }
+        Ok(())
+    }
+}
+
+fn in_subnet(subnet: IpAddr, prefix: u8, addr: IpAddr) -> bool {
+    if !ip::same_family(subnet, addr) {
+        return false;
+    }
+    let m = ip::mask(prefix, ip::bits(subnet));
+    ip::to_u128(addr) & m == ip::to_u128(subnet) & m
+}
+
+/// Parses and validates the network configuration `config` (the full stdin
+/// JSON) together with the `CNI_ARGS` pairs.
+///
+/// Errors carry code 6 when `config` is not JSON, 4 for `CNI_ARGS`, and 7 for
+/// everything else.
+pub fn load(config: &str, cni_args: &[(String, String)]) -> Result<IpamConfig, Failure> {
+    let root: Value = serde_json::from_str(config).map_err(|e| {
+        Failure::new(
+            code::DECODING_FAILURE,
+            format!("error unmarshall network config: {e}"),
+        )
+    })?;
+    let raw = RawConfig::parse(&root)?;
+    let Some(ipam) = raw.ipam else {
+        return Err(Failure::config("IPAM config missing 'ipam' key"));
+    };
+
+    let mut requested = Vec::new();
+    if let Some(ip) = parse_cni_args(cni_args)? {
+        requested.push(Some(ip));
+    }
+    requested.extend(raw.args_ips);
+    requested.extend(raw.runtime_ips);
+    let mut requested_ips: Vec<IpAddr> = Vec::new();
+    for ip in requested {
+        // An empty string in `args.cni.ips` or `runtimeConfig.ips` decodes to a
+        // nil IP in the reference, which its canonicalisation then rejects.
+        let ip =
+            ip.ok_or_else(|| Failure::config("cannot understand ip: IP <nil> not v4 nor v6"))?;
+        if !requested_ips.contains(&ip) {
+            requested_ips.push(ip);
+        }
+    }
+
+    let mut raw_sets = raw.runtime_ranges;
+    if let Some(legacy) = ipam.legacy {
+        raw_sets.push(legacy);
+    }
+    raw_sets.extend(ipam.ranges);
+    if raw_sets.is_empty() {
+        return Err(Failure::config("no IP ranges specified"));
+    }
+
+    let mut range_sets = Vec::with_capacity(raw_sets.len());
+    for (i, (source, raw_set)) in raw_sets.iter().enumerate() {
+        let set = canonicalize_set(raw_set).map_err(|e| {
+            Failure::config(format!("invalid range set {i}: {e}"))
+                .with_details(format!("range set {i} is {source}"))
+        })?;
+        range_sets.push(set);
+    }
+
+    let v4 = range_sets.iter().filter(|s| s.is_v4()).count();
+    let v6 = range_sets.len() - v4;
+    if (v4 > 1 || v6 > 1) && !version_at_least(&raw.cni_version, (0, 3, 0)) {
+        return Err(Failure::config(format!(
+            "CNI version {} does not support more than 1 address per family",
+            raw.cni_version
+        ))
+        .with_details(
+            "cniVersion 0.3.0 or later is needed for more than one range set per family",
+        ));
+    }
+
+    let named: Vec<(&RangeSet, &str)> = range_sets
+        .iter()
+        .zip(raw_sets.iter().map(|(source, _)| source.as_str()))
+        .collect();
+    for (i, (a, a_source)) in named.iter().enumerate() {
+        for (j, (b, b_source)) in named.iter().enumerate().skip(i + 1) {
+            if a.overlaps(b) {
+                return Err(Failure::config(format!("range set {i} overlaps with {j}"))
+                    .with_details(format!(
+                        "range set {i} is {a_source} ({a}), range set {j} is {b_source} ({b})"
+                    )));
+            }
+        }
+    }
+
+    Ok(IpamConfig {
+        cni_version: raw.cni_version,
+        range_sets,
+        routes: ipam.routes,
+        data_dir: ipam
+            .data_dir
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.to_string()),
+        resolv_conf: ipam.resolv_conf.filter(|r| !r.is_empty()),
+        requested_ips,
+    })
+}
+
+/// The config as decoded, before validation; each range set is kept with the
+/// key it came from, for error details.
+struct RawConfig {
+    cni_version: String,
+    ipam: Option<RawIpam>,
+    runtime_ranges: Vec<(String, Vec<RawRange>)>,
+    /// `None` stands for an empty string, which the reference decodes to a nil IP.
+    runtime_ips: Vec<Option<IpAddr>>,
+    args_ips: Vec<Option<IpAddr>>,
+}
+
+struct RawIpam {
+    legacy: Option<(String, Vec<RawRange>)>,
+    ranges: Vec<(String, Vec<RawRange>)>,
+    routes: Vec<Route>,
+    data_dir: Option<String>,
+    resolv_conf: Option<String>,
+}
+
+#[derive(Default)]
+struct RawRange {
+    subnet: Option<Cidr>,
+    range_start: Option<IpAddr>,
+    range_end: Option<IpAddr>,
+    gateway: Option<IpAddr>,
+}
+
+impl RawConfig {
+    fn parse(root: &Value) -> Result<RawConfig, Failure> {
+        let root = object(root, "network configuration")?;
+        let cni_version = string(root, "cniVersion", "cniVersion")?
+            .unwrap_or_default()
+            .to_string();
+        let mut runtime_ranges = Vec::new();
+        let mut runtime_ips = Vec::new();
+        if let Some(rc) = field(root, "runtimeConfig") {
+            let rc = object(rc, "runtimeConfig")?;
+            if let Some(sets) = field(rc, "ipRanges") {
+                runtime_ranges = range_sets(sets, "runtimeConfig.ipRanges")?;
+            }
+            if let Some(ips) = field(rc, "ips") {
+                runtime_ips = ip_list(ips, "runtimeConfig.ips")?;
+            }
+        }
+        let mut args_ips = Vec::new();
+        if let Some(args) = field(root, "args") {
+            let args = object(args, "args")?;
+            if let Some(cni) = field(args, "cni") {
+                let cni = object(cni, "args.cni")?;
+                if let Some(ips) = field(cni, "ips") {
+                    args_ips = ip_list(ips, "args.cni.ips")?;
+                }
+            }
+        }
+        let ipam = match field(root, "ipam") {
+            Some(v) => Some(RawIpam::parse(object(v, "ipam")?)?),
+            None => None,
+        };
+        Ok(RawConfig {
+            cni_version,
+            ipam,
+            runtime_ranges,
+            runtime_ips,
+            args_ips,
+        })
+    }
+}
+
+impl RawIpam {
+    fn parse(ipam: &Map<String, Value>) -> Result<RawIpam, Failure> {
+        // `type` is the reference's too, but nothing reads it; only its JSON type is checked.
+        string(ipam, "type", "ipam.type")?;
+        let data_dir = string(ipam, "dataDir", "ipam.dataDir")?.map(str::to_string);
+        let resolv_conf = string(ipam, "resolvConf", "ipam.resolvConf")?.map(str::to_string);
+        let routes = match field(ipam, "routes") {
+            Some(v) => array(v, "ipam.routes")?
+                .iter()
+                .enumerate()
+                .map(|(i, r)| route(r, &format!("ipam.routes[{i}]")))
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        let ranges = match field(ipam, "ranges") {
+            Some(v) => range_sets(v, "ipam.ranges")?,
+            None => Vec::new(),
+        };
+        // The reference embeds a `*Range` in its IPAM struct, so these four keys may
+        // sit directly under `ipam`; it uses them only when `subnet` is set.
+        let top = raw_range(ipam, "ipam")?;
+        let legacy = top
+            .subnet
+            .is_some()
+            .then(|| ("the legacy ipam.subnet".to_string(), vec![top]));
+        Ok(RawIpam {
+            legacy,
+            ranges,
+            routes,
+            data_dir,
+            resolv_conf,
+        })
+    }
+}
+
+fn range_sets(v: &Value, path: &str) -> Result<Vec<(String, Vec<RawRange>)>, Failure> {
+    let mut sets = Vec::new();
+    for (i, set) in array(v, path)?.iter().enumerate() {
+        let set_path = format!("{path}[{i}]");
+        let ranges = array(set, &set_path)?
+            .iter()
+            .enumerate()
+            .map(|(j, r)| {
+                let range_path = format!("{set_path}[{j}]");
+                raw_range(object(r, &range_path)?, &range_path)
+            })
+            .collect::<Result<_, _>>()?;
+        sets.push((set_path, ranges));
+    }
+    Ok(sets)
+}
+
+fn raw_range(obj: &Map<String, Value>, path: &str) -> Result<RawRange, Failure> {
+    let subnet =
+        match string(obj, "subnet", &format!("{path}.subnet"))? {
+            Some(s) => Some(Cidr::parse(s).ok_or_else(|| {
+                Failure::config(format!("{path}.subnet: invalid CIDR address: {s}"))
+            })?),
+            None => None,
+        };
+    let addr = |key: &str| -> Result<Option<IpAddr>, Failure> {
+        match string(obj, key, &format!("{path}.{key}"))? {
+            // Go decodes an empty string into a nil `net.IP`: the key counts as absent.
+            None | Some("") => Ok(None),
+            Some(s) => ip::parse_ip(s)
+                .map(Some)
+                .ok_or_else(|| Failure::config(format!("{path}.{key}: invalid IP address: {s}"))),
+        }
+    };
+    Ok(RawRange {
+        subnet,
+        range_start: addr("rangeStart")?,
+        range_end: addr("rangeEnd")?,
+        gateway: addr("gateway")?,
+    })
+}
+
+/// A list of `<ip>[/<prefix>]` strings (CNI's `ip.IP`); an empty string
+/// becomes `None`.
+fn ip_list(v: &Value, path: &str) -> Result<Vec<Option<IpAddr>>, Failure> {
+    array(v, path)?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let item_path = format!("{path}[{i}]");
+            let Value::String(s) = item else {
+                return Err(type_error(&item_path, "a string", item));
+            };
+            parse_ip_arg(s).map_err(|e| Failure::config(format!("{item_path}: {e}")))
+        })
+        .collect()
+}
+
+/// CNI's `ip.IP` text form: empty → none, `<ip>/<prefix>` → the host address,
+/// `<ip>` → the address.
+fn parse_ip_arg(s: &str) -> Result<Option<IpAddr>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let parsed = if s.contains('/') {
+        Cidr::parse(s).map(|c| ip::canonical(c.addr))
+    } else {
+        ip::parse_ip(s)
+    };
+    parsed
+        .map(Some)
+        .ok_or_else(|| format!("invalid IP address {s}"))
+}
+
+fn route(v: &Value, path: &str) -> Result<Route, Failure> {
+    let obj = object(v, path)?;
+    let dst = match string(obj, "dst", &format!("{path}.dst"))? {
+        Some(s) => Cidr::parse(s)
+            .ok_or_else(|| Failure::config(format!("{path}.dst: invalid CIDR address: {s}")))?,
+        // The reference would print a route to "<nil>"; refuse it instead.
+        None => return Err(Failure::config(format!("{path}: missing \"dst\""))),
+    };
+    let gw = match string(obj, "gw", &format!("{path}.gw"))? {
+        None | Some("") => None,
+        Some(s) => Some(
+            ip::parse_ip(s)
+                .ok_or_else(|| Failure::config(format!("{path}.gw: invalid IP address: {s}")))?
+                .to_string(),
+        ),
+    };
+    let number = |key: &str| -> Result<Option<u32>, Failure> {
+        let Some(v) = field(obj, key) else {
+            return Ok(None);
+        };
+        v.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                type_error(
+                    &format!("{path}.{key}"),
+                    "an integer from 0 to 4294967295",
+                    v,
+                )
+            })
+    };
+    let nonzero = |n: Option<u32>| n.filter(|&n| n != 0);
+    Ok(Route {
+        dst: dst.to_string(),
+        gw,
+        mtu: nonzero(number("mtu")?),
+        advmss: nonzero(number("advmss")?),
+        priority: nonzero(number("priority")?),
+        table: number("table")?,
+        scope: number("scope")?,
+    })
+}
+
+/// The reference's `Range.Canonicalize`: validation plus defaults, in its order.
+fn canonicalize_range(raw: &RawRange) -> Result<Range, String> {
+    let Some(cidr) = raw.subnet else {
+        // A range without `subnet` has a nil network address in the reference.
+        return Err("IP <nil> not v4 nor v6".to_string());
+    };
+    let addr = ip::canonical(cidr.addr);
+    // The mask keeps the family the subnet was written in; an IPv4-mapped IPv6
+    // subnet therefore has a 128-bit mask over a 4-byte address.
+    let mask_bits = ip::bits(cidr.addr);
+    let mapped = addr.is_ipv4() && cidr.addr.is_ipv6();
+    let ones = u32::from(cidr.prefix);
+    if ones > mask_bits - 2 {
+        // Go prints such a mixed net as IPv4 with the mask's last 32 bits.
+        let shown = if mapped { ones - 96 } else { ones };
+        return Err(format!("Network {addr}/{shown} too small to allocate from"));
+    }
+    if mapped {
+        return Err("IPNet IP and Mask version mismatch".to_string());
+    }
+    let mask = ip::mask(cidr.prefix, mask_bits);
+    let network = ip::from_u128(addr, ip::to_u128(addr) & mask);
+    if network != addr {
+        return Err(format!(
+            "Network has host bits set. For a subnet mask of length {ones} the network address is {network}"
+        ));
+    }
+    let subnet_text = format!("{network}/{ones}");
+    let first = ip::from_u128(network, ip::to_u128(network) + 1);
+    let gateway = raw.gateway.unwrap_or(first);
+
+    // While a range is being built, the reference's `Contains` checks only the
+    // bounds that are already known.
+    let within = |a: IpAddr, lo: Option<IpAddr>, hi: Option<IpAddr>| {
+        in_subnet(network, cidr.prefix, a)
+            && lo.is_none_or(|lo| !ip::same_family(a, lo) || ip::to_u128(a) >= ip::to_u128(lo))
+            && hi.is_none_or(|hi| !ip::same_family(a, hi) || ip::to_u128(a) <= ip::to_u128(hi))
+    };
+    let range_start = match raw.range_start {
+        Some(s) if !within(s, Some(s), raw.range_end) => {
+            return Err(format!("RangeStart {s} not in network {subnet_text}"));
+        }
+        Some(s) => s,
+        None => first,
+    };
+    let range_end = match raw.range_end {
+        Some(e) if !within(e, Some(range_start), Some(e)) => {
+            return Err(format!("RangeEnd {e} not in network {subnet_text}"));
+        }
+        Some(e) => e,
+        None => {
+            let last = ip::to_u128(network) | (!mask & ip::all_ones(mask_bits));
+            // IPv4 keeps the broadcast address out; IPv6 has none.
+            let last = if network.is_ipv4() { last - 1 } else { last };
+            // Only an IPv4 `rangeStart` at the broadcast address gets here. The
+            // reference accepts it and then walks the whole address space on ADD.
+            if ip::to_u128(range_start) > last {
+                return Err(format!(
+                    "RangeStart {range_start} is after the default RangeEnd {}",
+                    ip::from_u128(network, last)
+                ));
+            }
+            ip::from_u128(network, last)
+        }
+    };
+    Ok(Range {
+        subnet: network,
+        prefix: cidr.prefix,
+        range_start,
+        range_end,
+        gateway,
+    })
+}
+
+/// The reference's `RangeSet.Canonicalize`.
+fn canonicalize_set(raw: &[RawRange]) -> Result<RangeSet, String> {
+    if raw.is_empty() {
+        return Err("empty range set".to_string());
+    }
+    let mut ranges: Vec<Range> = Vec::with_capacity(raw.len());
+    for r in raw {
+        let r = canonicalize_range(r)?;
+        if let Some(first) = ranges.first() {
+            if !ip::same_family(first.range_start, r.range_start) {
+                return Err("mixed address families".to_string());
+            }
+        }
+        ranges.push(r);
+    }
+    for (i, r1) in ranges.iter().enumerate() {
+        for r2 in ranges.iter().skip(i + 1) {
+            if r1.overlaps(r2) {
+                return Err(format!("subnets {r1} and {r2} overlap"));
+            }
+        }
+    }
+    Ok(RangeSet { ranges })
+}
+
+/// The reference's `version.GreaterThanOrEqualTo`; an empty version is 0.1.0
+/// and an unparsable one is never at least anything.
+fn version_at_least(version: &str, min: (i64, i64, i64)) -> bool {
+    if version.is_empty() {
+        return (0, 1, 0) >= min;
+    }
+    let parts: Vec<&str> = version.split('.').collect();
+    if parts.len() > 3 {
+        return false;
+    }
+    let mut v = [0i64; 3];
+    for (slot, part) in v.iter_mut().zip(&parts) {
+        match part.parse() {
+            Ok(n) => *slot = n,
+            Err(_) => return false,
+        }
+    }
+    (v[0], v[1], v[2]) >= min
+}
+
+/// The reference's `types.LoadArgs` into `IPAMEnvArgs`: the keys `IP` and
+/// `IgnoreUnknown` (case-sensitive), anything else unknown.
+///
+/// Unlike the reference, `K8S_*` keys are tolerated without `IgnoreUnknown`:
+/// Kubernetes runtimes send them and a missing `IgnoreUnknown` is a common
+/// cause of `unknown args` failures (cni#126, cni#560).
+fn parse_cni_args(pairs: &[(String, String)]) -> Result<Option<IpAddr>, Failure> {
+    let fail = |msg: String| {
+        Failure::new(code::INVALID_ENVIRONMENT, msg)
+            .with_details("from the CNI_ARGS environment variable")
+    };
+    let mut requested = None;
+    let mut ignore_unknown = false;
+    let mut unknown = Vec::new();
+    for (key, value) in pairs {
+        let pair = format!("{key}={value}");
+        match key.as_str() {
+            "IP" => {
+                requested = parse_ip_arg(value).map_err(|e| {
+                    fail(format!("ARGS: error parsing value of pair {}: {e}", go_quote(&pair)))
+                })?;
+            }
+            "IgnoreUnknown" => {
+                let lower = value.to_lowercase();
+                ignore_unknown = match lower.as_str() {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => {
+                        return Err(fail(format!(
+                            "ARGS: error parsing value of pair {}: boolean unmarshal error: invalid input {lower}",
+                            go_quote(&pair)
+                        )))
+                    }
+                };
+            }
+            // Go finds the embedded struct by name and cannot decode text into it.
+            "CommonArgs" => {
+                return Err(fail(
+                    "ARGS: cannot unmarshal into field 'CommonArgs' - type '*types.CommonArgs' does not implement encoding.TextUnmarshaler"
+                        .to_string(),
+                ))
+            }
+            k if k.starts_with("K8S_") => {}
+            _ => unknown.push(pair),
+        }
+    }
+    if !unknown.is_empty() && !ignore_unknown {
+        let list: Vec<String> = unknown.iter().map(|p| go_quote(p)).collect();
+        return Err(
+            fail(format!("ARGS: unknown args [{}]", list.join(" "))).with_details(
+                "set IgnoreUnknown=1 in CNI_ARGS to ignore keys host-local does not use",
+            ),
+        );
+    }
+    Ok(requested)
+}
+
+/// Go's `%q` for a string: double quotes with Go escapes.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A key of `obj`, matched like Go's decoder (exact first, then ignoring
+/// ASCII case); `null` counts as absent.
+fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    let v = obj.get(key).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })?;
+    (!v.is_null()).then_some(v)
+}
+
+fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, Failure> {
+    v.as_object()
+        .ok_or_else(|| type_error(path, "an object", v))
+}
+
+fn array<'a>(v: &'a Value, path: &str) -> Result<&'a Vec<Value>, Failure> {
+    v.as_array().ok_or_else(|| type_error(path, "an array", v))
+}
+
+fn string<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<&'a str>, Failure> {
+    match field(obj, key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(type_error(path, "a string", v)),
+    }
+}
+
+fn type_error(path: &str, expected: &str, got: &Value) -> Failure {
+    let mut shown = got.to_string();
+    if shown.len() > 64 {
+        let mut cut = 61;
+        while !shown.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        shown.truncate(cut);
+        shown.push_str("...");
+    }
+    Failure::config(format!("{path}: expected {expected}, got {shown}"))
+}
+
+#[cfg(test)]
+mod tests;

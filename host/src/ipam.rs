@@ -1,0 +1,281 @@
+//! IPAM delegation: the main plugin asks the host to run its `ipam.type`. A wasm
+//! component of that name runs in-process, with its network's state directory as
+//! its only capability and the directory's lock held by the host; otherwise the
+//! native binary of that name is exec'd from `CNI_PATH` exactly as the reference
+//! plugins delegate, so `static`, `dhcp` or third-party IPAM keep working.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component as PathPart, Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use nix::fcntl::{Flock, FlockArg};
+use wasmtime::component::Component;
+
+use crate::cni::{self, CniError, CniResult, Command, ErrorCode, Request};
+use crate::plugins::PluginStore;
+use crate::runtime::{ComponentCache, GuestCommand, GuestRequest, NoServices, PluginRuntime};
+use crate::settings::Settings;
+
+/// host-local's default `dataDir`.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
+
+/// Runs the configured IPAM plugin on behalf of one invocation.
+pub struct IpamDelegate {
+    request: Arc<Request>,
+    guest_request: GuestRequest,
+    settings: Arc<Settings>,
+    env: BTreeMap<String, String>,
+    runtime: Arc<PluginRuntime>,
+    added: AtomicBool,
+}
+
+impl IpamDelegate {
+    /// A delegate for `request`; `env` is the process environment handed to a
+    /// native IPAM binary.
+    pub fn new(
+        request: Arc<Request>,
+        guest_request: GuestRequest,
+        settings: Arc<Settings>,
+        env: BTreeMap<String, String>,
+        runtime: Arc<PluginRuntime>,
+    ) -> Self {
+        IpamDelegate {
+            request,
+            guest_request,
+            settings,
+            env,
+            runtime,
+            added: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether an IPAM ADD succeeded during this invocation (so a failed ADD must
+    /// release it).
+    pub fn added(&self) -> bool {
+        self.added.load(Ordering::SeqCst)
+    }
+
+    /// Run IPAM `command`.
+    pub fn run(&self, command: GuestCommand) -> Result<Option<CniResult>, CniError> {
+        let Some(ipam_type) = self.request.config.ipam_type.as_deref() else {
+            return Err(CniError::new(
+                ErrorCode::InvalidNetworkConfig,
+                "no IPAM plugin configured (ipam.type is empty)",
+            ));
+        };
+        let store = PluginStore::new(&self.settings.plugin_dir);
+        let result = match store.find(ipam_type) {
+            Ok(source) => self.run_component(&source, command),
+            Err(e) if e.code == ErrorCode::ComponentNotFound => self.run_native(ipam_type, command),
+            Err(e) => Err(e),
+        }?;
+        if command == GuestCommand::Add {
+            self.added.store(true, Ordering::SeqCst);
+            if result.as_ref().is_none_or(|r| r.ips.is_empty()) {
+                return Err(CniError::internal("IPAM plugin returned missing IP config"));
+            }
+        }
+        Ok(result)
+    }
+
+    fn run_component(
+        &self,
+        source: &crate::plugins::ComponentSource,
+        command: GuestCommand,
+    ) -> Result<Option<CniResult>, CniError> {
+        let cache = ComponentCache::new(&self.settings.cache_dir);
+        let (component, _) = cache.load(self.runtime.engine(), &source.bytes, &source.sha256)?;
+        self.run_loaded(&component, command)
+    }
+
+    /// Run an already loaded IPAM component (also how `wasm-cni` serves a
+    /// `host-local` invocation directly).
+    pub fn run_loaded(
+        &self,
+        component: &Component,
+        command: GuestCommand,
+    ) -> Result<Option<CniResult>, CniError> {
+        let dir = self.state_dir()?;
+        let _lock = lock_dir(&dir)?;
+        let mut instance = self.runtime.instantiate_ipam(
+            component,
+            Box::new(NoServices),
+            &self.settings.limits,
+            &dir,
+        )?;
+        let mut req = self.guest_request.clone();
+        req.command = command;
+        instance.run(&req)
+    }
+
+    /// `<dataDir>/<network name>`, created if missing. `dataDir` comes from the
+    /// (tenant-written) config, so it must lie under a root the administrator
+    /// allowed: otherwise a config could make the host write files anywhere.
+    fn state_dir(&self) -> Result<PathBuf, CniError> {
+        let data_dir = match self
+            .request
+            .config
+            .raw
+            .get("ipam")
+            .and_then(|i| i.get("dataDir"))
+        {
+            None => PathBuf::from(DEFAULT_DATA_DIR),
+            Some(serde_json::Value::String(s)) if !s.is_empty() => PathBuf::from(s),
+            Some(other) => {
+                return Err(CniError::new(
+                    ErrorCode::InvalidNetworkConfig,
+                    format!("ipam.dataDir must be a non-empty string, got {other}"),
+                ))
+            }
+        };
+        let clean = data_dir.is_absolute()
+            && data_dir
+                .components()
+                .all(|c| matches!(c, PathPart::RootDir | PathPart::Normal(_)));
+        let allowed = clean
+            && self
+                .settings
+                .ipam_data_dirs
+                .iter()
+                .any(|root| data_dir.starts_with(root));
+        if !allowed {
+            return Err(CniError::new(
+                ErrorCode::PolicyRejected,
+                format!(
+                    "ipam.dataDir {:?} is not under an allowed directory",
+                    data_dir.display()
+                ),
+            )
+            .with_details(format!(
+                "allowed: {:?} (settings key ipamDataDirs)",
+                self.settings.ipam_data_dirs
+            )));
+        }
+        let dir = data_dir.join(&self.request.config.name);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&dir)
+            .map_err(|e| {
+                CniError::new(
+                    ErrorCode::IoFailure,
+                    format!("cannot create IPAM state directory {}: {e}", dir.display()),
+                )
+            })?;
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => Ok(dir),
+            _ => Err(CniError::new(
+                ErrorCode::IoFailure,
+                format!("IPAM state {} is not a directory", dir.display()),
+            )),
+        }
+    }
+
+    fn run_native(
+        &self,
+        ipam_type: &str,
+        command: GuestCommand,
+    ) -> Result<Option<CniResult>, CniError> {
+        let binary = find_in_path(ipam_type, &self.request.path).ok_or_else(|| {
+            CniError::new(
+                ErrorCode::InvalidNetworkConfig,
+                format!(
+                    "failed to find plugin {ipam_type:?} in path {:?}",
+                    self.request.path
+                ),
+            )
+        })?;
+        let verb = match command {
+            GuestCommand::Add => Command::Add,
+            GuestCommand::Del => Command::Del,
+            GuestCommand::Check => Command::Check,
+            GuestCommand::Gc => Command::Gc,
+            GuestCommand::Status => Command::Status,
+        };
+        let mut child = Process::new(&binary)
+            .env_clear()
+            .envs(&self.env)
+            .env("CNI_COMMAND", verb.as_str())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                CniError::new(
+                    ErrorCode::IoFailure,
+                    format!("cannot run IPAM plugin {}: {e}", binary.display()),
+                )
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(&self.request.stdin);
+        }
+        let out = child.wait_with_output().map_err(|e| {
+            CniError::new(
+                ErrorCode::IoFailure,
+                format!("IPAM plugin {}: {e}", binary.display()),
+            )
+        })?;
+        if !out.status.success() {
+            return Err(
+                serde_json::from_slice::<CniError>(&out.stdout).unwrap_or_else(|_| {
+                    CniError::internal(format!(
+                        "IPAM plugin {ipam_type} failed ({}) with output {:?}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stdout)
+                    ))
+                }),
+            );
+        }
+        if command != GuestCommand::Add {
+            return Ok(None);
+        }
+        let value: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+            CniError::new(
+                ErrorCode::DecodingFailure,
+                format!("IPAM plugin {ipam_type} printed an unreadable result: {e}"),
+            )
+        })?;
+        cni::parse_result(&value, self.request.config.cni_version).map(Some)
+    }
+}
+
+/// The first executable `name` in `dirs`.
+fn find_in_path(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+    if name.contains('/') {
+        return None;
+    }
+    dirs.iter().map(|d| d.join(name)).find(|p| {
+        fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    })
+}
+
+/// Take the reference's lock: flock on `<dir>/lock`, held until the guard drops,
+/// so our processes and the Go host-local exclude each other on one network.
+fn lock_dir(dir: &Path) -> Result<Flock<fs::File>, CniError> {
+    let path = dir.join("lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| {
+            CniError::new(
+                ErrorCode::IoFailure,
+                format!("cannot open {}: {e}", path.display()),
+            )
+        })?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| {
+        CniError::new(
+            ErrorCode::TryAgainLater,
+            format!("cannot lock {}: {errno}", path.display()),
+        )
+    })
+}

@@ -1,0 +1,91 @@
+//! Bindings of the `ipam-plugin` world, sharing the `types` of the main world.
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{GuestLogLevel, GuestState};
+
+wasmtime::component::bindgen!({
+    world: "ipam-plugin",
+    path: "../wit",
+    with: {
+        "wasm-cni:plugin/types": super::bindings::wasm_cni::plugin::types,
+    },
+});
+
+use super::bindings::wasm_cni::plugin::types::{CniDns, LogLevel};
+
+/// Link the `ipam-host` import (WASI is linked separately).
+pub(crate) fn add_host_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    IpamPlugin::add_to_linker::<GuestState, HasSelf<GuestState>>(linker, |s| s)
+}
+
+/// resolv.conf files are small; a bigger one is not a resolv.conf.
+const MAX_RESOLV_CONF: u64 = 64 << 10;
+
+impl wasm_cni::plugin::ipam_host::Host for GuestState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        let level = match level {
+            LogLevel::Debug => GuestLogLevel::Debug,
+            LogLevel::Info => GuestLogLevel::Info,
+            LogLevel::Warn => GuestLogLevel::Warn,
+            LogLevel::Error => GuestLogLevel::Error,
+        };
+        self.services.log(level, &message);
+    }
+
+    fn read_resolv_conf(&mut self, path: String) -> Result<CniDns, String> {
+        read_resolv_conf(std::path::Path::new(&path))
+    }
+}
+
+/// Parse `nameserver`, `domain`, `search` and `options` lines the way the
+/// reference host-local does (later `domain` wins; `search` and `options`
+/// accumulate).
+fn read_resolv_conf(path: &std::path::Path) -> Result<CniDns, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_RESOLV_CONF)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut dns = CniDns {
+        nameservers: Vec::new(),
+        domain: None,
+        search: Vec::new(),
+        options: Vec::new(),
+    };
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("nameserver") => dns.nameservers.extend(words.next().map(str::to_string)),
+            Some("domain") => dns.domain = words.next().map(str::to_string),
+            Some("search") => dns.search.extend(words.map(str::to_string)),
+            Some("options") => dns.options.extend(words.map(str::to_string)),
+            _ => {}
+        }
+    }
+    Ok(dns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_is_parsed_like_the_reference() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(
+            &path,
+            "# comment\nnameserver 10.0.0.1\nnameserver 10.0.0.2\ndomain a.example\n\
+             search x.example y.example\noptions ndots:2 edns0\n",
+        )
+        .expect("write");
+        let dns = read_resolv_conf(&path).expect("parses");
+        assert_eq!(dns.nameservers, ["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(dns.domain.as_deref(), Some("a.example"));
+        assert_eq!(dns.search, ["x.example", "y.example"]);
+        assert_eq!(dns.options, ["ndots:2", "edns0"]);
+        assert!(read_resolv_conf(&dir.path().join("missing")).is_err());
+    }
+}
