@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::*;
 use serde_json::{json, Value};
@@ -261,19 +261,29 @@ fn same_as_reference() -> TestResult {
         let ref_net = Network::new()?;
         let ours = Sandbox::new("bro")?;
         let theirs = Sandbox::new("brr")?;
-        let extra = json!({"ipMasq": false, "isDefaultGateway": true});
+        // No IPAM default route here: Debian's reference (1.1.1) fails when IPAM's
+        // default route and isDefaultGateway's coincide ("file exists"); newer
+        // references and wasm-cni accept it (RouteAddEcmp).
+        let extra = json!({"ipMasq": false, "isDefaultGateway": true,
+            "ipam": {"type": "host-local", "subnet": "10.88.0.0/24", "dataDir": "<dir>",
+                     "routes": [{"dst": "192.0.2.0/24"}]}});
+        let conf_for = |net: &Network| {
+            let mut e = extra.clone();
+            e["ipam"]["dataDir"] = json!(net.data_dir());
+            net.conf(version, e)
+        };
         let a = exec(
             Plugin::Ours("bridge"),
             &ours.host,
             &ours_net.env("ADD", &ours.container.path()),
-            &ours_net.conf(version, extra.clone()),
+            &conf_for(&ours_net),
         )?
         .ok()?;
         let b = exec(
             Plugin::Reference("bridge"),
             &theirs.host,
             &ref_net.env("ADD", &theirs.container.path()),
-            &ref_net.conf(version, extra.clone()),
+            &conf_for(&ref_net),
         )?
         .ok()?;
         let mut ra = a.json()?;
@@ -312,9 +322,10 @@ fn same_as_reference() -> TestResult {
             }
             Ok(v)
         };
+        let (ro, rt) = (routes(&ours.container)?, routes(&theirs.container)?);
         ensure!(
-            routes(&ours.container)? == routes(&theirs.container)?,
-            "container routes differ"
+            ro == rt,
+            "container routes differ: ours {ro}\nreference {rt}"
         );
     }
     Ok(())
@@ -544,8 +555,136 @@ fn faults_leave_nothing_behind() -> TestResult {
     Ok(())
 }
 
+/// IPv4 + IPv6 on one attachment, the iptables masquerade backend, and L2 mode.
+fn dual_stack_iptables_and_l2() -> TestResult {
+    let net = Network::new()?;
+    let sb = Sandbox::new("ds")?;
+    let conf = net.conf(
+        "1.0.0",
+        json!({
+            "ipMasqBackend": "iptables",
+            "isDefaultGateway": true,
+            "ipam": {"type": "host-local", "dataDir": net.data_dir(), "ranges": [
+                [{"subnet": "10.66.0.0/24"}], [{"subnet": "fd66::/64"}]
+            ]}
+        }),
+    );
+    let add = exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &net.env("ADD", &sb.container.path()),
+        &conf,
+    )?
+    .ok()?;
+    let r = add.json()?;
+    ensure!(r["ips"][0]["address"] == "10.66.0.2/24", "{r}");
+    ensure!(r["ips"][1]["address"] == "fd66::2/64", "{r}");
+    let routes: Vec<&str> = r["routes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["dst"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(routes == ["0.0.0.0/0", "::/0"], "{r}");
+    let v6 = sb
+        .container
+        .ip_json(&["-6", "addr", "show", "dev", "eth0", "scope", "global"])?;
+    ensure!(v6[0]["addr_info"][0]["local"] == "fd66::2", "{v6}");
+    let bridge6 = sb
+        .host
+        .ip_json(&["-6", "addr", "show", "dev", "wcbr0", "scope", "global"])?;
+    ensure!(
+        bridge6[0]["addr_info"][0]["local"] == "fd66::1",
+        "{bridge6}"
+    );
+    let nat = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &sb.host.name,
+            "iptables",
+            "-t",
+            "nat",
+            "-S",
+        ])
+        .output()
+        .map_err(fail)?;
+    let nat = String::from_utf8_lossy(&nat.stdout).into_owned();
+    ensure!(
+        nat.contains("-A POSTROUTING -s 10.66.0.2/32") && nat.contains("wcni-test-container"),
+        "{nat}"
+    );
+    exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &net.env("CHECK", &sb.container.path()),
+        &with_prev(&conf, &r),
+    )?
+    .ok()?;
+    // DEL without the netns still removes the iptables rules.
+    exec(Plugin::Ours("bridge"), &sb.host, &net.env("DEL", ""), &conf)?.ok()?;
+    let nat = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &sb.host.name,
+            "iptables",
+            "-t",
+            "nat",
+            "-S",
+        ])
+        .output()
+        .map_err(fail)?;
+    ensure!(
+        !String::from_utf8_lossy(&nat.stdout).contains("CNI-"),
+        "iptables rules left"
+    );
+    ensure!(net.allocations("wcni-net").is_empty(), "IPs left");
+
+    // L2: no IPAM, the link is up, CHECK works (the reference's L2 CHECK fails).
+    let sb = Sandbox::new("l2")?;
+    let l2 = json!({"cniVersion": "1.0.0", "name": "l2net", "type": "bridge", "bridge": "wcl2"})
+        .to_string();
+    let add = exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &CniEnv::new("ADD", &sb.container.path()),
+        &l2,
+    )?
+    .ok()?;
+    let r = add.json()?;
+    ensure!(
+        r.get("ips").is_none() && r["interfaces"].as_array().map(|a| a.len()) == Some(3),
+        "{r}"
+    );
+    ensure!(sb.container.link_up("eth0")?, "L2 eth0 down");
+    exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &CniEnv::new("CHECK", &sb.container.path()),
+        &with_prev(&l2, &r),
+    )?
+    .ok()?;
+    let reference = exec(
+        Plugin::Reference("bridge"),
+        &sb.host,
+        &CniEnv::new("CHECK", &sb.container.path()),
+        &with_prev(&l2, &r),
+    )?;
+    ensure!(
+        reference.status != 0,
+        "the reference's L2 CHECK now works; update the docs"
+    );
+    exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &CniEnv::new("DEL", &sb.container.path()),
+        &l2,
+    )?
+    .ok()?;
+    ensure!(link_names(&sb.container)? == ["lo"], "L2 DEL left links");
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
-    let _ = Path::new(BIN);
     run(vec![
         privileged(
             "bridge_add_check_del_gc_status_every_version",
@@ -563,6 +702,10 @@ fn main() -> std::process::ExitCode {
         privileged(
             "bridge_faults_leave_nothing_behind",
             faults_leave_nothing_behind,
+        ),
+        privileged(
+            "bridge_dual_stack_iptables_and_l2",
+            dual_stack_iptables_and_l2,
         ),
     ])
 }

@@ -378,7 +378,12 @@ fn plan_and_apply(
     };
     let mut instance = runtime.instantiate(component, Box::new(services), &settings.limits)?;
 
-    let intents = instance.plan(guest_req)?;
+    let planned = instance.plan(guest_req);
+    let output = instance.captured_output();
+    if !output.is_empty() {
+        tracing::info!(plugin, container = %request.container_id, "guest output: {output}");
+    }
+    let intents = planned?;
     let inv = validate::Invocation {
         ifname: &request.ifname,
         container: match (has_container, request.command) {

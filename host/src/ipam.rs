@@ -110,26 +110,30 @@ impl IpamDelegate {
         )?;
         let mut req = self.guest_request.clone();
         req.command = command;
-        instance.run(&req)
+        // The reference creates reservation files 0600; a guest cannot choose a
+        // mode through WASI, so the host narrows the umask for the call.
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+        let result = instance.run(&req);
+        nix::sys::stat::umask(old);
+        result
     }
 
     /// `<dataDir>/<network name>`, created if missing. `dataDir` comes from the
     /// (tenant-written) config, so it must lie under a root the administrator
     /// allowed: otherwise a config could make the host write files anywhere.
     fn state_dir(&self) -> Result<PathBuf, CniError> {
-        let data_dir = match self
-            .request
-            .config
-            .raw
-            .get("ipam")
-            .and_then(|i| i.get("dataDir"))
-        {
-            None => PathBuf::from(DEFAULT_DATA_DIR),
-            Some(serde_json::Value::String(s)) if !s.is_empty() => PathBuf::from(s),
+        // Keys are matched like Go's JSON decoder (case-insensitively), as the
+        // guest and the reference host-local match them: both must agree on the
+        // directory.
+        let ipam = get_ci(&self.request.config.raw, "ipam").and_then(|v| v.as_object());
+        let data_dir = match ipam.and_then(|i| get_ci(i, "dataDir")) {
+            None | Some(serde_json::Value::Null) => PathBuf::from(DEFAULT_DATA_DIR),
+            Some(serde_json::Value::String(s)) if s.is_empty() => PathBuf::from(DEFAULT_DATA_DIR),
+            Some(serde_json::Value::String(s)) => PathBuf::from(s),
             Some(other) => {
                 return Err(CniError::new(
                     ErrorCode::InvalidNetworkConfig,
-                    format!("ipam.dataDir must be a non-empty string, got {other}"),
+                    format!("ipam.dataDir must be a string, got {other}"),
                 ))
             }
         };
@@ -242,6 +246,19 @@ impl IpamDelegate {
         })?;
         cni::parse_result(&value, self.request.config.cni_version).map(Some)
     }
+}
+
+/// A key of a JSON object, exact match first, then case-insensitively (Go's
+/// encoding/json rule).
+fn get_ci<'a>(
+    map: &'a serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Option<&'a serde_json::Value> {
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
 }
 
 /// The first executable `name` in `dirs`.

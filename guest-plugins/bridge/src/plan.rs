@@ -82,14 +82,17 @@ fn is_default(dst: &str, v4: bool) -> bool {
         .unwrap_or(false)
 }
 
+/// The IPs and routes of the result, and the gateway CIDRs for the bridge.
+struct Gateways {
+    ips: Vec<CniIp>,
+    routes: Vec<CniRoute>,
+    bridge_cidrs: Vec<IpNet>,
+}
+
 /// The reference's `calcGateways`: every IP belongs to the container interface;
 /// a missing gateway becomes network+1 when the bridge is the gateway; with
 /// `isDefaultGateway`, a default route per family unless IPAM gave one with a gw.
-/// Returns the IPs and routes of the result, and the gateway CIDRs for the bridge.
-fn gateways(
-    conf: &BridgeConf,
-    ipam: &CniResult,
-) -> Result<(Vec<CniIp>, Vec<CniRoute>, Vec<IpNet>), String> {
+fn gateways(conf: &BridgeConf, ipam: &CniResult) -> Result<Gateways, String> {
     let mut ips = Vec::new();
     let mut routes = ipam.routes.clone();
     let mut gw_cidrs: Vec<IpNet> = Vec::new();
@@ -136,7 +139,11 @@ fn gateways(
             interface: Some(CONTAINER_IFACE),
         });
     }
-    Ok((ips, routes, gw_cidrs))
+    Ok(Gateways {
+        ips,
+        routes,
+        bridge_cidrs: gw_cidrs,
+    })
 }
 
 /// The intents and result skeleton of an ADD, in the reference's order.
@@ -224,7 +231,11 @@ pub fn add(conf: &BridgeConf, inp: &AddInputs<'_>) -> Result<AddPlan, String> {
 
     match inp.ipam {
         Some(ipam) => {
-            let (ips, routes, gw_cidrs) = gateways(conf, ipam)?;
+            let Gateways {
+                ips,
+                routes,
+                bridge_cidrs: gw_cidrs,
+            } = gateways(conf, ipam)?;
             let if_v4 = format!("net/ipv4/conf/{}", inp.ifname);
             let if_v6 = format!("net/ipv6/conf/{}", inp.ifname);
             if conf.enable_dad {
@@ -558,8 +569,13 @@ pub fn check(
             .iter()
             .filter(|i| i.interface == Some(container_idx as u32))
         {
+            let want = parse_net(&ip.address)?.addr();
+            // iptables rules are per (network, container), without the ifname, as
+            // the reference's chains are.
             let found = seen.masquerade.iter().any(|r| {
-                r.container_id == container_id && r.ifname == ifname && r.source == ip.address
+                r.container_id == container_id
+                    && (r.ifname == ifname || r.ifname.is_empty())
+                    && r.source.parse::<IpNet>().map(|n| n.addr()) == Ok(want)
             });
             if !found {
                 return Err(format!("masquerade rule for {} is missing", ip.address));

@@ -274,7 +274,9 @@ fn reserve_next<S: Store>(
     };
 
     // The spec forbids a second ADD for one attachment without a DEL; the
-    // reference refuses it per range set (plugins#327).
+    // reference refuses it per range set (plugins#327). A file that cannot be
+    // read fails the ADD here, where the reference skips it and could hand out
+    // a second address.
     for entry in listing.entries.iter().filter(|e| set.contains(e.ip)) {
         let Some(content) = store.read(&entry.name)? else {
             continue;

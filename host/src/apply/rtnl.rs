@@ -596,6 +596,9 @@ impl Netlink for RtNetlink {
     fn add_route(&mut self, route: &RouteSpec) -> Result<(), NetError> {
         let mut msg = self.route_msg("add_route", route)?;
         msg.header.scope = RouteScope::from(route.effective_add_scope());
+        // RTPROT_BOOT, as netlink's default and the reference plugins use: routes
+        // look the same in `ip route` whichever plugin added them.
+        msg.header.protocol = RouteProtocol::Boot;
         let req = self.handle.route().add(msg).execute();
         self.exec("add_route", &route.dst.to_string(), req)
     }

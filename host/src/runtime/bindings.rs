@@ -74,11 +74,14 @@ impl wasm_cni::plugin::host::Host for GuestState {
         };
         match self.services.ipam(command) {
             Ok(result) => Ok(result.as_ref().map(convert::result_to_wit)),
-            Err(e) => Err(PluginError {
-                code: e.code.as_u32(),
-                msg: e.msg,
-                details: e.details,
-            }),
+            Err(e) => {
+                self.host_errors.push((e.code.as_u32(), e.msg.clone()));
+                Err(PluginError {
+                    code: e.code.as_u32(),
+                    msg: e.msg,
+                    details: e.details,
+                })
+            }
         }
     }
 }

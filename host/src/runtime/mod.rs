@@ -111,6 +111,9 @@ pub(crate) struct GuestState {
     services: Box<dyn HostServices>,
     /// Set when a host call received a value the contract forbids.
     contract_error: Option<String>,
+    /// Errors the host itself returned to the guest (from IPAM delegation): a
+    /// guest passing one of these on may use the host's own codes.
+    host_errors: Vec<(u32, String)>,
 }
 
 impl WasiView for GuestState {
@@ -202,6 +205,7 @@ impl PluginRuntime {
             limiter: GuestLimiter::new(limits),
             services,
             contract_error: None,
+            host_errors: Vec::new(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -423,7 +427,13 @@ impl Guest {
     fn guest_error(&self, e: bindings::PluginError) -> CniError {
         // The host's own range is not the guest's to use: a guest claiming "policy
         // rejected" or "out of memory" would mislead the operator.
-        let code = if (100..200).contains(&e.code) {
+        let passed_on = self
+            .store
+            .data()
+            .host_errors
+            .iter()
+            .any(|(code, msg)| *code == e.code && *msg == e.msg);
+        let code = if (100..200).contains(&e.code) && !passed_on {
             ErrorCode::ContractViolation
         } else {
             ErrorCode::from_u32(e.code)

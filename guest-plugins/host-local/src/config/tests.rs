@@ -1,3 +1,4 @@
+use super::cni_args::go_quote;
 use super::*;
 use crate::testutil::ip;
 
