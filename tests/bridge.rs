@@ -684,6 +684,44 @@ fn dual_stack_iptables_and_l2() -> TestResult {
     Ok(())
 }
 
+/// The bridge's MAC is pinned: CHECK of the first container still passes after
+/// others joined the bridge (an unpinned bridge takes the lowest port MAC).
+fn check_after_more_ports_join() -> TestResult {
+    let net = Network::new()?;
+    let host = Netns::new("pin").map_err(fail)?;
+    let first = Netns::new("pin1").map_err(fail)?;
+    let conf = net.conf("1.0.0", json!({}));
+    let r = exec(
+        Plugin::Ours("bridge"),
+        &host,
+        &net.env("ADD", &first.path()),
+        &conf,
+    )?
+    .ok()?
+    .json()?;
+    let others: Vec<Netns> = (0..4)
+        .map(|i| Netns::new(&format!("pin{i}x")))
+        .collect::<Result<_, _>>()
+        .map_err(fail)?;
+    for (i, c) in others.iter().enumerate() {
+        exec(
+            Plugin::Ours("bridge"),
+            &host,
+            &net.env("ADD", &c.path()).container_id(&format!("o{i}")),
+            &conf,
+        )?
+        .ok()?;
+    }
+    exec(
+        Plugin::Ours("bridge"),
+        &host,
+        &net.env("CHECK", &first.path()),
+        &with_prev(&conf, &r),
+    )?
+    .ok()?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
         privileged(
@@ -706,6 +744,10 @@ fn main() -> std::process::ExitCode {
         privileged(
             "bridge_dual_stack_iptables_and_l2",
             dual_stack_iptables_and_l2,
+        ),
+        privileged(
+            "bridge_check_after_more_ports_join",
+            check_after_more_ports_join,
         ),
     ])
 }

@@ -291,7 +291,10 @@ fn apply_one(k: &mut Kernel, intent: &Intent, journal: &mut Vec<Undo>) -> Result
                 Some(f) => f,
                 None => {
                     match k.host.create_bridge(name, *mtu, *vlan_filtering) {
-                        Ok(()) => journal.push(Undo::DeleteLink(Side::Host, name.clone())),
+                        Ok(()) => {
+                            journal.push(Undo::DeleteLink(Side::Host, name.clone()));
+                            pin_mac(k, name)?;
+                        }
                         // A concurrent ADD created it first: adopt it, as the
                         // reference does (plugins#366).
                         Err(e) if e.is_exists() => {}
@@ -529,6 +532,17 @@ impl Drop for Transaction {
             self.rollback();
         }
     }
+}
+
+/// A bridge without an explicitly set MAC takes the lowest MAC of its ports, so
+/// it changes as containers come and go and a CHECK against an older result fails.
+/// Setting its current (random) MAC explicitly freezes it; the reference pins it
+/// the same way when it adds the gateway address.
+fn pin_mac(k: &mut Kernel, name: &str) -> Result<(), NetError> {
+    if let Some(mac) = k.host.link(name)?.and_then(|l| l.mac) {
+        k.host.set_mac(name, mac)?;
+    }
+    Ok(())
 }
 
 fn is_enoent(e: &NetError) -> bool {
