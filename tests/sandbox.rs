@@ -7,6 +7,31 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+
+/// Every intent kind of the WIT contract.
+const INTENT_KINDS: &[&str] = &[
+    "ensure-bridge",
+    "create-veth",
+    "delete-link",
+    "set-link-up",
+    "set-link-down",
+    "set-mtu",
+    "set-mac",
+    "attach-port",
+    "flush-port-vlans",
+    "add-port-vlan",
+    "add-address",
+    "delete-address",
+    "add-route",
+    "set-sysctl",
+    "masquerade",
+    "unmasquerade",
+    "gc-masquerade",
+    "wait-oper-up",
+    "wait-addresses-settled",
+    "spoof-check",
+    "unspoof-check",
+];
 use serde_json::json;
 
 /// Tight limits so that each attack hits its limit quickly.
@@ -16,7 +41,23 @@ fn settings_file() -> &'static str {
         .get_or_init(|| {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("config.json");
-            let settings = json!({"limits": {
+            let policy = dir.path().join("policy.json");
+            // The hostile plugin is granted every intent kind, so that each
+            // attack meets the rule it is meant to test, not the missing grant.
+            std::fs::write(
+                &policy,
+                json!({"plugins": [{
+                    "match": {"name": "hostile"},
+                    "intents": INTENT_KINDS,
+                    "bridges": ["wcni*"],
+                    "cidrs": ["10.123.0.0/24"],
+                    "masquerade": true,
+                    "sysctls": ["net/ipv4/ip_forward"]
+                }]})
+                .to_string(),
+            )
+            .expect("write policy");
+            let settings = json!({"policyFile": policy, "limits": {
                 "deadlineMs": 1000, "memoryBytes": 32 << 20, "outputBytes": 65536,
                 "hostcallBytes": 1 << 20, "maxIntents": 256
             }});
@@ -30,6 +71,10 @@ fn settings_file() -> &'static str {
 fn attack(name: &str, command: &str) -> Result<(Answer, Duration, bool), libtest_mimic::Failed> {
     shared_host().install_test_guest("hostile", "hostile");
     let sb = Sandbox::new("atk")?;
+    // A host interface the plugin does not own, for it to covet.
+    sb.host.ip(&[
+        "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p",
+    ])?;
     let host_before = sb.host.snapshot()?;
     let container_before = sb.container.snapshot()?;
     let stdin =
@@ -64,6 +109,22 @@ const CASES: &[(&str, u64, &str)] = &[
     ("bad-prefix", 104, "../../x"),
     ("no-result", 104, "no result"),
     ("finish-panic", 101, "panicked after apply"),
+    ("outside-grant", 100, "192.168.1.5/24"),
+    (
+        "host-default-route",
+        100,
+        "routes in the host namespace are not granted",
+    ),
+    ("masq-foreign", 100, "10.55.0.0/16"),
+    ("masq-other-attachment", 100, "someone-else"),
+    ("enslave-uplink", 100, "uplink0"),
+    ("rename-host-link", 100, "uplink0"),
+    ("delete-host-link", 100, "uplink0"),
+    ("readdress-host-link", 100, "uplink0"),
+    ("foreign-bridge", 100, "docker0"),
+    ("sysctl-escape", 100, "core_pattern"),
+    ("peer-clash", 107, "uplink0"),
+    ("lying-result", 104, "contradicts what was applied"),
     ("fs", 7, "fs denied"),
     ("env", 7, "env vars visible: 0"),
     ("socket", 7, "socket denied"),
@@ -109,8 +170,54 @@ fn read_only_verbs_cannot_change_anything() -> TestResult {
     Ok(())
 }
 
+/// An unknown plugin gets nothing until granted.
+fn unknown_plugin_gets_nothing() -> TestResult {
+    shared_host().install_test_guest("hostile", "stranger");
+    let sb = Sandbox::new("unk")?;
+    let before = sb.container.snapshot()?;
+    let stdin = json!({"cniVersion": "1.0.0", "name": "n", "type": "stranger"}).to_string();
+    let a = exec(
+        Plugin::Ours("stranger"),
+        &sb.host,
+        &CniEnv::new("ADD", &sb.container.path()),
+        &stdin,
+    )?;
+    let msg = a.error(100)?;
+    ensure!(msg.contains("not granted to this plugin"), "{msg}");
+    ensure!(sb.container.snapshot()? == before, "changed");
+    Ok(())
+}
+
+fn policy_check_explains_errors() -> TestResult {
+    let dir = tempfile::tempdir().map_err(fail)?;
+    let file = dir.path().join("policy.json");
+    std::fs::write(&file, "{\n  \"plugins\": [\n    {\"match\": {\"name\": \"x\"}, \"sysctls\": [\"kernel/core_pattern\"]}\n  ]\n}\n").map_err(fail)?;
+    let a = tool(&["policy", "check", &file.display().to_string()])?;
+    ensure!(a.status != 0, "accepted a bad policy");
+    ensure!(
+        a.stderr.contains("line 3")
+            && a.stderr.contains("plugins[0].sysctls[0]")
+            && a.stderr.contains("kernel/core_pattern"),
+        "{}",
+        a.stderr
+    );
+    std::fs::write(
+        &file,
+        json!({"plugins": [{"match": {"name": "x"}, "intents": ["set-link-up"]}]}).to_string(),
+    )
+    .map_err(fail)?;
+    let a = tool(&["policy", "check", &file.display().to_string()])?.ok()?;
+    ensure!(a.stdout.contains("1 grant"), "{}", a.stdout);
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
+        privileged(
+            "sandbox_unknown_plugin_gets_nothing",
+            unknown_plugin_gets_nothing,
+        ),
+        plain("policy_check_explains_errors", policy_check_explains_errors),
         privileged(
             "sandbox_every_attack_is_contained",
             every_attack_is_contained,

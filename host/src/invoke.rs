@@ -16,10 +16,13 @@ use crate::cni::{self, CniError, CniResult, CniVersion, Command, ErrorCode, Invo
 use crate::ipam::IpamDelegate;
 use crate::plan::{Intent, MasqRuleFacts, ObservedLink, ObservedRoute, Side};
 use crate::plugins::{ComponentSource, PluginStore};
+use crate::policy::{Grant, Policy};
+use crate::runtime::Limits;
 use crate::runtime::{
     ComponentCache, GuestCommand, GuestLogLevel, GuestRequest, HostServices, PluginRuntime,
 };
 use crate::settings::Settings;
+use crate::timing;
 use crate::validate;
 
 /// What the process should do with an invocation's outcome.
@@ -43,7 +46,11 @@ pub fn run(
     stdin: &[u8],
     settings: &Settings,
 ) -> Outcome {
-    let request = match cni::parse_invocation(env, stdin) {
+    let parsed = {
+        let _t = timing::phase("parse");
+        cni::parse_invocation(env, stdin)
+    };
+    let request = match parsed {
         Ok(Invocation::About) => {
             return Outcome::About(cni::about_text(&format!(
                 "CNI {} plugin (wasm-cni {})",
@@ -272,6 +279,7 @@ fn open_kernel(container_ns: Option<&NetnsHandle>) -> Result<Kernel, CniError> {
         host_ns,
         container,
         masq: MasqDoors::default(),
+        spoof: None,
         valid_attachments: None,
     })
 }
@@ -288,7 +296,17 @@ fn serve(
     env: &BTreeMap<String, String>,
 ) -> Result<Option<String>, CniError> {
     let store = PluginStore::new(&settings.plugin_dir);
-    let source = select_component(invoked_as, request, &store)?;
+    let source = {
+        let _t = timing::phase("find-component");
+        select_component(invoked_as, request, &store)?
+    };
+    let policy = {
+        let _t = timing::phase("policy");
+        Policy::load(&settings.policy_file)?
+    };
+    let grant = Policy::grant_for(policy.as_ref(), &source);
+    let limits = grant.limits.apply(&settings.limits);
+    let t_netns = timing::phase("open-netns");
     let container_ns = open_container_ns(request)?;
     if let Some(ns) = &container_ns {
         let own = NetnsHandle::current().map_err(|e| {
@@ -309,10 +327,15 @@ fn serve(
             .collect()
     });
     let kernel = Arc::new(Mutex::new(kernel));
+    drop(t_netns);
 
+    let t_engine = timing::phase("engine");
     let runtime = Arc::new(PluginRuntime::new()?);
+    drop(t_engine);
     let cache = ComponentCache::new(&settings.cache_dir);
+    let t_load = timing::phase("component-load");
     let (component, from) = cache.load(runtime.engine(), &source.bytes, &source.sha256)?;
+    drop(t_load);
     tracing::debug!(plugin = %source.name, sha256 = %source.sha256, ?from, "component loaded");
     let guest_req = guest_request(request)?;
     let ipam = Arc::new(IpamDelegate::new(
@@ -338,17 +361,19 @@ fn serve(
             _ => Ok(None),
         };
     }
-    let outcome = plan_and_apply(
+    let ctx = PlanContext {
         request,
-        settings,
-        &runtime,
-        &component,
-        &kernel,
-        &ipam,
-        &source.name,
-        &guest_req,
-        container_ns.is_some(),
-    );
+        limits: &limits,
+        grant: &grant,
+        runtime: &runtime,
+        component: &component,
+        kernel: &kernel,
+        ipam: &ipam,
+        plugin: &source.name,
+        guest_req: &guest_req,
+        has_container: container_ns.is_some(),
+    };
+    let outcome = plan_and_apply(&ctx);
     if outcome.is_err() && request.command == Command::Add && ipam.added() {
         // A failed ADD releases what IPAM gave, as the spec asks.
         if let Err(e) = ipam.run(GuestCommand::Del) {
@@ -358,32 +383,54 @@ fn serve(
     outcome
 }
 
-#[allow(clippy::too_many_arguments)]
-fn plan_and_apply(
-    request: &Request,
-    settings: &Settings,
-    runtime: &PluginRuntime,
-    component: &wasmtime::component::Component,
-    kernel: &Arc<Mutex<Kernel>>,
-    ipam: &Arc<IpamDelegate>,
-    plugin: &str,
-    guest_req: &GuestRequest,
+/// Everything one plan-validate-apply round needs.
+struct PlanContext<'a> {
+    request: &'a Request,
+    limits: &'a Limits,
+    grant: &'a Grant,
+    runtime: &'a PluginRuntime,
+    component: &'a wasmtime::component::Component,
+    kernel: &'a Arc<Mutex<Kernel>>,
+    ipam: &'a Arc<IpamDelegate>,
+    plugin: &'a str,
+    guest_req: &'a GuestRequest,
     has_container: bool,
-) -> Result<Option<String>, CniError> {
+}
+
+fn plan_and_apply(ctx: &PlanContext<'_>) -> Result<Option<String>, CniError> {
+    let PlanContext {
+        request,
+        limits,
+        grant,
+        runtime,
+        component,
+        kernel,
+        ipam,
+        plugin,
+        guest_req,
+        has_container,
+    } = *ctx;
     let services = KernelServices {
         kernel: Arc::clone(kernel),
         ipam: Arc::clone(ipam),
         plugin: plugin.to_string(),
         container_id: request.container_id.clone(),
     };
-    let mut instance = runtime.instantiate(component, Box::new(services), &settings.limits)?;
+    let mut instance = {
+        let _t = timing::phase("instantiate");
+        runtime.instantiate(component, Box::new(services), limits)?
+    };
 
-    let planned = instance.plan(guest_req);
+    let planned = {
+        let _t = timing::phase("guest-plan");
+        instance.plan(guest_req)
+    };
     let output = instance.captured_output();
     if !output.is_empty() {
         tracing::info!(plugin, container = %request.container_id, "guest output: {output}");
     }
     let intents = planned?;
+    let ipam_results = ipam.results();
     let inv = validate::Invocation {
         ifname: &request.ifname,
         container: match (has_container, request.command) {
@@ -391,9 +438,11 @@ fn plan_and_apply(
             (false, Command::Del) => validate::ContainerNs::Gone,
             (false, _) => validate::ContainerNs::Absent,
         },
-        max_intents: settings.limits.max_intents,
+        max_intents: limits.max_intents,
         network: &request.config.name,
         container_id: &request.container_id,
+        grant,
+        ipam: &ipam_results,
     };
     if is_read_only(request.command) && !intents.is_empty() {
         return Err(CniError::new(
@@ -405,27 +454,43 @@ fn plan_and_apply(
             ),
         ));
     }
-    validate::validate_plan(&intents, &inv)?;
+    {
+        let _t = timing::phase("validate");
+        validate::validate_plan(&intents, &inv)?;
+    }
 
     let result = if request.command == Command::Add {
         let mut tx = Transaction::new(Arc::clone(kernel));
+        let t_apply = timing::phase("apply");
         tx.apply_all(&intents).map_err(|e| {
             CniError::new(ErrorCode::ApplyFailed, e.to_string())
                 .with_details("every change made before the failure was undone")
         })?;
-        let observed = observe(kernel, &intents);
-        let result = instance.finish(guest_req, &observed)?;
+        drop(t_apply);
+        let observed = {
+            let _t = timing::phase("observe");
+            observe(kernel, &intents)
+        };
+        let result = {
+            let _t = timing::phase("guest-finish");
+            instance.finish(guest_req, &observed)?
+        };
         let result = result.ok_or_else(|| {
             CniError::new(
                 ErrorCode::ContractViolation,
                 "plugin returned no result for ADD",
             )
         })?;
-        let rendered = cni::render_result_string(&result, request.config.cni_version)?;
+        check_result(&result, request, &observed, &ipam_results)?;
+        let rendered = {
+            let _t = timing::phase("render");
+            cni::render_result_string(&result, request.config.cni_version)?
+        };
         tx.commit();
         Some(rendered)
     } else {
         if matches!(request.command, Command::Del | Command::Gc) {
+            let _t = timing::phase("apply");
             let failures = apply_best_effort(&mut lock(kernel), &intents);
             if !failures.is_empty() {
                 let msgs: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
@@ -437,6 +502,88 @@ fn plan_and_apply(
         None
     };
     Ok(result)
+}
+
+/// The result a runtime will trust must describe what was applied: every new
+/// interface is a link the plan touched (in the container, `CNI_IFNAME` or `lo`
+/// with `sandbox` = `CNI_NETNS`), its MAC is the kernel's, and every new container
+/// address is on that link. Entries copied from `prevResult` belong to earlier
+/// plugins and pass as they are.
+fn check_result(
+    result: &CniResult,
+    request: &Request,
+    observed: &[ObservedLink],
+    ipam: &[CniResult],
+) -> Result<(), CniError> {
+    let lie = |what: String| {
+        Err(CniError::new(
+            ErrorCode::ContractViolation,
+            format!("plugin result contradicts what was applied: {what}"),
+        ))
+    };
+    let prev = request.config.prev_result.as_ref();
+    let netns = request.netns.as_ref().map(|p| p.display().to_string());
+    let mut links: Vec<Option<&ObservedLink>> = Vec::new();
+    for iface in &result.interfaces {
+        if prev.is_some_and(|p| p.interfaces.contains(iface)) {
+            links.push(None);
+            continue;
+        }
+        let side = if iface.sandbox.is_some() {
+            Side::Container
+        } else {
+            Side::Host
+        };
+        if side == Side::Container && iface.sandbox != netns {
+            return lie(format!(
+                "interface {} claims sandbox {:?}",
+                iface.name, iface.sandbox
+            ));
+        }
+        let Some(link) = observed
+            .iter()
+            .find(|l| l.side == side && l.name == iface.name)
+        else {
+            return lie(format!(
+                "interface {} ({side}) was not touched by the plan",
+                iface.name
+            ));
+        };
+        if let (Some(claimed), Some(real)) = (&iface.mac, &link.mac) {
+            if !claimed.eq_ignore_ascii_case(&real.to_string()) {
+                return lie(format!(
+                    "interface {} has MAC {real}, not {claimed}",
+                    iface.name
+                ));
+            }
+        }
+        links.push(Some(link));
+    }
+    for ip in &result.ips {
+        if prev.is_some_and(|p| p.ips.contains(ip)) {
+            continue;
+        }
+        let on_link = |l: &ObservedLink| l.addresses.contains(&ip.address);
+        let ok = match ip.interface.and_then(|i| links.get(i as usize)) {
+            Some(Some(link)) if link.side == Side::Container => on_link(link),
+            Some(Some(_)) => true,
+            // An entry of prevResult's interfaces, or no interface at all.
+            _ => {
+                ipam.iter()
+                    .any(|r| r.ips.iter().any(|i| i.address == ip.address))
+                    || observed
+                        .iter()
+                        .any(|l| l.side == Side::Container && on_link(l))
+            }
+        };
+        if !ok {
+            return lie(format!(
+                "address {} is not on the container interface",
+                ip.address
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Facts about every link the plan named, after applying it.

@@ -11,7 +11,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component as PathPart, Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use nix::fcntl::{Flock, FlockArg};
 use wasmtime::component::Component;
@@ -32,6 +32,9 @@ pub struct IpamDelegate {
     env: BTreeMap<String, String>,
     runtime: Arc<PluginRuntime>,
     added: AtomicBool,
+    /// Every result IPAM returned in this invocation: the validator allows
+    /// exactly these addresses.
+    results: Mutex<Vec<CniResult>>,
 }
 
 impl IpamDelegate {
@@ -51,6 +54,7 @@ impl IpamDelegate {
             env,
             runtime,
             added: AtomicBool::new(false),
+            results: Mutex::new(Vec::new()),
         }
     }
 
@@ -60,8 +64,14 @@ impl IpamDelegate {
         self.added.load(Ordering::SeqCst)
     }
 
+    /// What IPAM returned so far in this invocation.
+    pub fn results(&self) -> Vec<CniResult> {
+        self.results.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
     /// Run IPAM `command`.
     pub fn run(&self, command: GuestCommand) -> Result<Option<CniResult>, CniError> {
+        let _t = crate::timing::phase("ipam");
         let Some(ipam_type) = self.request.config.ipam_type.as_deref() else {
             return Err(CniError::new(
                 ErrorCode::InvalidNetworkConfig,
@@ -76,8 +86,13 @@ impl IpamDelegate {
         }?;
         if command == GuestCommand::Add {
             self.added.store(true, Ordering::SeqCst);
-            if result.as_ref().is_none_or(|r| r.ips.is_empty()) {
-                return Err(CniError::internal("IPAM plugin returned missing IP config"));
+            match &result {
+                Some(r) if !r.ips.is_empty() => {
+                    if let Ok(mut results) = self.results.lock() {
+                        results.push(r.clone());
+                    }
+                }
+                _ => return Err(CniError::internal("IPAM plugin returned missing IP config")),
             }
         }
         Ok(result)

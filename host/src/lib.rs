@@ -11,6 +11,8 @@ pub mod invoke;
 pub mod ipam;
 pub mod plan;
 pub mod plugins;
+pub mod policy;
 pub mod runtime;
 pub mod settings;
+pub mod timing;
 pub mod validate;

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use wasm_cni::cni::{CniError, CniVersion, ErrorCode, SUPPORTED_VERSIONS};
 use wasm_cni::invoke::{self, Outcome};
 use wasm_cni::plugins::{Origin, PluginStore};
+use wasm_cni::policy::Policy;
 use wasm_cni::runtime::{ComponentCache, PluginRuntime};
 use wasm_cni::settings::Settings;
 
@@ -64,11 +65,26 @@ fn init_logging(settings: &Settings) {
 }
 
 fn cni_main(invoked_as: Option<&str>, env: &BTreeMap<String, String>) -> ExitCode {
+    let started = Instant::now();
+    if env.get("WASM_CNI_TIMINGS").is_some_and(|v| v == "1") {
+        wasm_cni::timing::enable();
+    }
+    let code = serve_cni(invoked_as, env);
+    if wasm_cni::timing::enabled() {
+        let total = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        eprintln!("wasm-cni timings {}", wasm_cni::timing::report(total));
+    }
+    code
+}
+
+fn serve_cni(invoked_as: Option<&str>, env: &BTreeMap<String, String>) -> ExitCode {
+    let t_settings = wasm_cni::timing::phase("settings");
     let settings = match load_settings(env) {
         Ok(s) => s,
         Err(e) => return print_error(&e, CniVersion::CURRENT.as_str()),
     };
     init_logging(&settings);
+    drop(t_settings);
     // VERSION ignores stdin (the reference replaces it with nothing), and without
     // a command there is nothing to read: never block on a terminal.
     let command = env.get("CNI_COMMAND").map(String::as_str).unwrap_or("");
@@ -146,6 +162,20 @@ enum Tool {
     },
     /// Print the versions of wasm-cni, the WIT contract, wasmtime and CNI.
     Version,
+    /// Work with the administrator's policy file.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyTool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyTool {
+    /// Validate a policy file; errors name the line, column and key.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
 }
 
 const WIT_PACKAGE: &str = "wasm-cni:plugin@0.1.0";
@@ -163,6 +193,9 @@ fn tool_main(env: &BTreeMap<String, String>) -> ExitCode {
     let result = match cli.command {
         Tool::Compile { names } => compile(&settings, &names),
         Tool::Plugins { json } => plugins(&settings, json),
+        Tool::Policy {
+            command: PolicyTool::Check { file },
+        } => policy_check(&file),
         Tool::Version => {
             println!("wasm-cni {}", env!("CARGO_PKG_VERSION"));
             println!("WIT contract: {WIT_PACKAGE}");
@@ -180,6 +213,42 @@ fn tool_main(env: &BTreeMap<String, String>) -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+fn policy_check(file: &std::path::Path) -> Result<(), CniError> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        CniError::new(
+            ErrorCode::IoFailure,
+            format!("cannot read {}: {e}", file.display()),
+        )
+    })?;
+    match Policy::parse(&text) {
+        Ok(policy) => {
+            println!("{}: ok, {} grant(s)", file.display(), policy.plugins.len());
+            for g in &policy.plugins {
+                let who = match (&g.matcher.name, &g.matcher.digest) {
+                    (Some(n), Some(d)) => format!("{n} (sha256:{d})"),
+                    (Some(n), None) => n.clone(),
+                    (None, Some(d)) => format!("sha256:{d}"),
+                    (None, None) => "(matches nothing: give a name or a digest)".to_string(),
+                };
+                let kinds: Vec<&str> = g.intents.iter().map(|k| k.0.as_str()).collect();
+                println!(
+                    "  {who}: {}",
+                    if kinds.is_empty() {
+                        "no intents".to_string()
+                    } else {
+                        kinds.join(", ")
+                    }
+                );
+            }
+            Ok(())
+        }
+        Err(e) => Err(CniError::new(
+            ErrorCode::InvalidNetworkConfig,
+            format!("{}: {e}", file.display()),
+        )),
     }
 }
 

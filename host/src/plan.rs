@@ -212,6 +212,19 @@ pub enum Intent {
     WaitOperUp {
         link: LinkRef,
     },
+    WaitAddressesSettled {
+        link: LinkRef,
+    },
+    SpoofCheck {
+        port: String,
+        mac: Mac,
+        container_id: String,
+        ifname: String,
+    },
+    UnspoofCheck {
+        container_id: String,
+        ifname: String,
+    },
 }
 
 impl Intent {
@@ -236,6 +249,9 @@ impl Intent {
             Intent::Unmasquerade { .. } => "unmasquerade",
             Intent::GcMasquerade { .. } => "gc-masquerade",
             Intent::WaitOperUp { .. } => "wait-oper-up",
+            Intent::WaitAddressesSettled { .. } => "wait-addresses-settled",
+            Intent::SpoofCheck { .. } => "spoof-check",
+            Intent::UnspoofCheck { .. } => "unspoof-check",
         }
     }
 
@@ -253,7 +269,9 @@ impl Intent {
             | Intent::SetMac { link, .. }
             | Intent::AddAddress { link, .. }
             | Intent::DeleteAddress { link, .. }
-            | Intent::WaitOperUp { link } => vec![link.clone()],
+            | Intent::WaitOperUp { link }
+            | Intent::WaitAddressesSettled { link } => vec![link.clone()],
+            Intent::SpoofCheck { port, .. } => vec![LinkRef::host(port)],
             Intent::AttachPort { port, master, .. } => {
                 vec![LinkRef::host(port), LinkRef::host(master)]
             }
@@ -271,7 +289,8 @@ impl Intent {
             Intent::SetSysctl { .. }
             | Intent::Masquerade { .. }
             | Intent::Unmasquerade { .. }
-            | Intent::GcMasquerade { .. } => vec![],
+            | Intent::GcMasquerade { .. }
+            | Intent::UnspoofCheck { .. } => vec![],
         }
     }
 }

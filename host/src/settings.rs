@@ -28,6 +28,11 @@ pub struct Settings {
     pub limits: Limits,
     /// Directories under which an in-process IPAM plugin's `dataDir` may lie.
     pub ipam_data_dirs: Vec<PathBuf>,
+    /// The administrator's policy (grants per plugin); built-in grants for the
+    /// bundled plugins when the file does not exist.
+    pub policy_file: PathBuf,
+    /// Where one JSON line per applied or rejected plan is appended; none = off.
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -43,6 +48,8 @@ impl Default for Settings {
                 PathBuf::from("/run/cni/networks"),
                 PathBuf::from("/var/run/cni/networks"),
             ],
+            policy_file: PathBuf::from(crate::policy::DEFAULT_POLICY_PATH),
+            audit_log: None,
         }
     }
 }
@@ -71,6 +78,9 @@ impl Settings {
         }
         if let Some(v) = env("WASM_CNI_LOG_LEVEL") {
             settings.log_level = v;
+        }
+        if let Some(v) = env("WASM_CNI_POLICY") {
+            settings.policy_file = v.into();
         }
         Ok(settings)
     }

@@ -1,18 +1,38 @@
 //! Every intent of a plan is checked before the first one is applied. A rejected
 //! plan changes nothing, and the error names the intent, the rule and the value.
 //!
-//! The rules here are the ones that hold for every plugin, whatever it is granted:
+//! Two layers of rules. Those that hold for every plugin, whatever it is granted:
 //! the container side is only `CNI_IFNAME` (and `lo`) in the invocation's own
-//! namespace; the host side is only links this plan creates, plus the bridges it
-//! ensures; names are valid for the kernel; sysctls come from a fixed allow-list.
+//! namespace; the host side is only links this plan creates (a bridge it ensures,
+//! a veth peer), plus granted uplinks as a master; names are valid for the kernel;
+//! masquerade and anti-spoofing rules belong to this network and attachment; at
+//! most `max_intents` intents. And those of the plugin's [`Grant`]: which intent
+//! kinds, which bridge names, which sysctls, which CIDRs besides what IPAM
+//! returned for this container, whether it may masquerade or route on the host.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
-use crate::cni::{CniError, ErrorCode};
+use ipnet::IpNet;
+
+use crate::cni::{CniError, CniResult, ErrorCode};
 use crate::plan::{Intent, LinkRef, Side};
+use crate::policy::Grant;
 
 /// Linux's IFNAMSIZ minus the terminating NUL.
 pub const MAX_IFNAME_LEN: usize = 15;
+
+/// The invocation's container namespace, as far as validation cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerNs {
+    /// `CNI_NETNS` is open.
+    Present,
+    /// DEL for a namespace that is already gone: container-side intents are
+    /// checked, then skipped when applying.
+    Gone,
+    /// The verb has no container (GC, STATUS): container-side intents are refused.
+    Absent,
+}
 
 /// What the validator needs to know about the invocation.
 #[derive(Debug, Clone)]
@@ -27,18 +47,10 @@ pub struct Invocation<'a> {
     pub network: &'a str,
     /// `CNI_CONTAINERID`.
     pub container_id: &'a str,
-}
-
-/// The invocation's container namespace, as far as validation cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContainerNs {
-    /// `CNI_NETNS` is open.
-    Present,
-    /// DEL for a namespace that is already gone: container-side intents are
-    /// checked, then skipped when applying.
-    Gone,
-    /// The verb has no container (GC, STATUS): container-side intents are refused.
-    Absent,
+    /// What the plugin is granted.
+    pub grant: &'a Grant,
+    /// What IPAM returned to this invocation.
+    pub ipam: &'a [CniResult],
 }
 
 /// A rule that refused an intent.
@@ -64,6 +76,71 @@ pub fn valid_ifname(name: &str) -> bool {
             .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
 }
 
+/// Host links the plan creates, gathered first so that order inside the plan does
+/// not matter for ownership.
+struct Owned<'p> {
+    bridges: BTreeSet<&'p str>,
+    veth_peers: BTreeSet<&'p str>,
+}
+
+impl Owned<'_> {
+    fn contains(&self, name: &str) -> bool {
+        self.bridges.contains(name) || self.veth_peers.contains(name)
+    }
+}
+
+/// Where addresses may come from: what IPAM returned, and the grant's CIDRs.
+struct Addresses<'a> {
+    ipam_ips: Vec<IpNet>,
+    ipam_subnets: Vec<IpNet>,
+    granted: &'a [IpNet],
+}
+
+impl<'a> Addresses<'a> {
+    fn new(inv: &'a Invocation<'a>) -> Self {
+        let ipam_ips: Vec<IpNet> = inv
+            .ipam
+            .iter()
+            .flat_map(|r| r.ips.iter().map(|i| i.address))
+            .collect();
+        let ipam_subnets = ipam_ips.iter().map(IpNet::trunc).collect();
+        Addresses {
+            ipam_ips,
+            ipam_subnets,
+            granted: &inv.grant.cidrs,
+        }
+    }
+
+    fn granted_net(&self, net: &IpNet) -> bool {
+        self.granted
+            .iter()
+            .any(|g| g.contains(&net.network()) && net.prefix_len() >= g.prefix_len())
+    }
+
+    fn granted_ip(&self, ip: &IpAddr) -> bool {
+        self.granted.iter().any(|g| g.contains(ip))
+    }
+
+    /// A container address: exactly one IPAM returned, or inside a granted CIDR.
+    fn container_address(&self, a: &IpNet) -> bool {
+        self.ipam_ips.contains(a) || self.granted_net(a)
+    }
+
+    /// A host address (a gateway on a bridge): inside a subnet IPAM returned (with
+    /// that subnet's prefix), or inside a granted CIDR.
+    fn host_address(&self, a: &IpNet) -> bool {
+        self.ipam_subnets
+            .iter()
+            .any(|s| s.contains(&a.addr()) && s.prefix_len() == a.prefix_len())
+            || self.granted_net(a)
+    }
+
+    /// A next hop: inside a subnet IPAM returned, or a granted CIDR.
+    fn gateway(&self, ip: &IpAddr) -> bool {
+        self.ipam_subnets.iter().any(|s| s.contains(ip)) || self.granted_ip(ip)
+    }
+}
+
 /// Check a whole plan; the first violation is returned.
 pub fn validate_plan(intents: &[Intent], inv: &Invocation<'_>) -> Result<(), CniError> {
     if intents.len() > inv.max_intents {
@@ -76,69 +153,162 @@ pub fn validate_plan(intents: &[Intent], inv: &Invocation<'_>) -> Result<(), Cni
             ),
         ));
     }
-    // Host links the plan itself creates (and may therefore configure), gathered
-    // first so that order inside the plan does not matter for ownership.
-    let mut owned_host: BTreeSet<&str> = BTreeSet::new();
+    let mut owned = Owned {
+        bridges: BTreeSet::new(),
+        veth_peers: BTreeSet::new(),
+    };
     for intent in intents {
         match intent {
             Intent::EnsureBridge { name, .. } => {
-                owned_host.insert(name);
+                owned.bridges.insert(name);
             }
             Intent::CreateVeth { peer, .. } => {
-                owned_host.insert(peer);
+                owned.veth_peers.insert(peer);
             }
             _ => {}
         }
     }
+    let addrs = Addresses::new(inv);
     for (index, intent) in intents.iter().enumerate() {
-        for link in intent.links() {
-            check_link(index, intent, &link, inv, &owned_host)?;
+        check_intent(index, intent, inv, &owned, &addrs)?;
+    }
+    Ok(())
+}
+
+fn check_intent(
+    index: usize,
+    intent: &Intent,
+    inv: &Invocation<'_>,
+    owned: &Owned<'_>,
+    addrs: &Addresses<'_>,
+) -> Result<(), CniError> {
+    let refuse = |rule: &str, value: &str| Err(reject(index, intent, rule, value));
+    if !inv.grant.allows_kind(intent.kind()) {
+        return refuse("intent kind is not granted to this plugin", intent.kind());
+    }
+    for link in intent.links() {
+        // A master may be a granted uplink rather than a link of this plan; its
+        // name is checked all the same (found by fuzzing: a granted `*` uplink
+        // let any string through).
+        let uplink = matches!(intent, Intent::AttachPort { master, .. } if *master == link.name)
+            && inv.grant.uplinks.iter().any(|p| p.matches(&link.name));
+        check_link(index, intent, &link, inv, owned, uplink)?;
+    }
+    match intent {
+        Intent::EnsureBridge { name, .. } if !inv.grant.bridges.iter().any(|p| p.matches(name)) => {
+            return refuse("bridge name is not granted", name);
         }
-        match intent {
-            Intent::SetSysctl { side, key, .. } => {
-                check_sysctl(index, intent, *side, key, inv, &owned_host)?;
+        Intent::CreateVeth { name, .. } if name != inv.ifname => {
+            return refuse("the container end of a veth must be CNI_IFNAME", name);
+        }
+        Intent::AttachPort { port, .. } if !owned.veth_peers.contains(port.as_str()) => {
+            return refuse("only a veth peer this plan creates may be enslaved", port);
+        }
+        Intent::DeleteLink { link } if link.side == Side::Container && link.name == "lo" => {
+            return refuse("lo cannot be deleted", &link.name);
+        }
+        Intent::SetSysctl { side, key, .. } => {
+            let interface_ok = |ifname: &str| match side {
+                Side::Container => {
+                    inv.container != ContainerNs::Absent && (ifname == inv.ifname || ifname == "lo")
+                }
+                Side::Host => owned.contains(ifname),
+            };
+            if !inv.grant.allows_sysctl(key, interface_ok) {
+                return refuse("sysctl is not granted for this namespace and link", key);
             }
-            Intent::AddRoute(r) if r.side == Side::Host => {
-                return Err(reject(
-                    index,
-                    intent,
+        }
+        Intent::AddAddress { link, address, .. } | Intent::DeleteAddress { link, address } => {
+            let ok = match link.side {
+                Side::Container => addrs.container_address(address),
+                Side::Host => addrs.host_address(address),
+            };
+            if !ok {
+                return refuse(
+                    "address is neither what IPAM returned nor inside a granted CIDR",
+                    &address.to_string(),
+                );
+            }
+        }
+        Intent::AddRoute(r) => {
+            if r.side == Side::Host && !(inv.grant.host_routes && addrs.granted_net(&r.dst)) {
+                return refuse(
                     "routes in the host namespace are not granted",
                     &r.dst.to_string(),
-                ));
+                );
             }
-            Intent::CreateVeth { name, .. } if name != inv.ifname => {
-                return Err(reject(
-                    index,
-                    intent,
-                    "the container end of a veth must be CNI_IFNAME",
-                    name,
-                ));
+            if let Some(gw) = r.gw {
+                if !addrs.gateway(&gw) {
+                    return refuse(
+                        "gateway is outside what IPAM returned and the granted CIDRs",
+                        &gw.to_string(),
+                    );
+                }
             }
-            Intent::Masquerade { key, .. } | Intent::Unmasquerade { key }
-                if key.network != inv.network
-                    || key.container_id != inv.container_id
-                    || key.ifname != inv.ifname =>
-            {
-                return Err(reject(
-                    index,
-                    intent,
-                    "masquerade rules belong to this network and attachment only",
-                    &format!("{}/{}/{}", key.network, key.container_id, key.ifname),
-                ));
-            }
-            Intent::GcMasquerade { network } if network != inv.network => {
-                return Err(reject(
-                    index,
-                    intent,
-                    "GC may only touch this network's rules",
-                    network,
-                ));
-            }
-            Intent::DeleteLink { link } if link.side == Side::Container && link.name == "lo" => {
-                return Err(reject(index, intent, "lo cannot be deleted", &link.name));
-            }
-            _ => {}
         }
+        Intent::Masquerade { source, key, .. } => {
+            if !inv.grant.masquerade {
+                return refuse("masquerading is not granted", &source.to_string());
+            }
+            if !addrs.container_address(source) {
+                return refuse(
+                    "only addresses IPAM returned (or granted CIDRs) may be masqueraded",
+                    &source.to_string(),
+                );
+            }
+            check_key(
+                index,
+                intent,
+                inv,
+                &key.network,
+                &key.container_id,
+                &key.ifname,
+            )?;
+        }
+        Intent::Unmasquerade { key } => {
+            check_key(
+                index,
+                intent,
+                inv,
+                &key.network,
+                &key.container_id,
+                &key.ifname,
+            )?;
+        }
+        Intent::GcMasquerade { network } if network != inv.network => {
+            return refuse("GC may only touch this network's rules", network);
+        }
+        Intent::SpoofCheck {
+            container_id,
+            ifname,
+            ..
+        }
+        | Intent::UnspoofCheck {
+            container_id,
+            ifname,
+        } => {
+            check_key(index, intent, inv, inv.network, container_id, ifname)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn check_key(
+    index: usize,
+    intent: &Intent,
+    inv: &Invocation<'_>,
+    network: &str,
+    container_id: &str,
+    ifname: &str,
+) -> Result<(), CniError> {
+    if network != inv.network || container_id != inv.container_id || ifname != inv.ifname {
+        return Err(reject(
+            index,
+            intent,
+            "rules belong to this network and attachment only",
+            &format!("{network}/{container_id}/{ifname}"),
+        ));
     }
     Ok(())
 }
@@ -148,7 +318,8 @@ fn check_link(
     intent: &Intent,
     link: &LinkRef,
     inv: &Invocation<'_>,
-    owned_host: &BTreeSet<&str>,
+    owned: &Owned<'_>,
+    granted_uplink: bool,
 ) -> Result<(), CniError> {
     if !valid_ifname(&link.name) {
         return Err(reject(
@@ -178,7 +349,7 @@ fn check_link(
             }
         }
         Side::Host => {
-            if !owned_host.contains(link.name.as_str()) {
+            if !owned.contains(&link.name) && !granted_uplink {
                 return Err(reject(
                     index,
                     intent,
@@ -191,56 +362,27 @@ fn check_link(
     Ok(())
 }
 
-/// The sysctls a plugin may set: per-interface keys of links it may touch, and the
-/// forwarding switches a gateway needs.
-fn check_sysctl(
-    index: usize,
-    intent: &Intent,
-    side: Side,
-    key: &str,
-    inv: &Invocation<'_>,
-    owned_host: &BTreeSet<&str>,
-) -> Result<(), CniError> {
-    const GLOBAL: &[&str] = &["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"];
-    const PER_IF_V4: &[&str] = &["arp_notify", "proxy_arp", "rp_filter"];
-    const PER_IF_V6: &[&str] = &[
-        "accept_ra",
-        "accept_dad",
-        "enhanced_dad",
-        "disable_ipv6",
-        "keep_addr_on_down",
-    ];
-    if GLOBAL.contains(&key) {
-        return Ok(());
-    }
-    let parts: Vec<&str> = key.split('/').collect();
-    let allowed_if = |name: &str| match side {
-        Side::Container => {
-            inv.container != ContainerNs::Absent && (name == inv.ifname || name == "lo")
-        }
-        Side::Host => owned_host.contains(name),
-    };
-    let ok = match parts.as_slice() {
-        ["net", "ipv4", "conf", ifname, leaf] => PER_IF_V4.contains(leaf) && allowed_if(ifname),
-        ["net", "ipv6", "conf", ifname, leaf] => PER_IF_V6.contains(leaf) && allowed_if(ifname),
-        _ => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(reject(
-            index,
-            intent,
-            "sysctl is not on the allow-list for this namespace and link",
-            key,
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plan::RouteIntent;
+    use crate::policy::builtin_grant;
+
+    fn grant() -> &'static Grant {
+        static GRANT: std::sync::OnceLock<Grant> = std::sync::OnceLock::new();
+        GRANT.get_or_init(|| builtin_grant("bridge").expect("bridge grant"))
+    }
+
+    fn ipam() -> &'static [CniResult] {
+        static IPAM: std::sync::OnceLock<Vec<CniResult>> = std::sync::OnceLock::new();
+        IPAM.get_or_init(|| {
+            let r: CniResult = serde_json::from_value(serde_json::json!({
+                "ips": [{"address": "10.22.0.5/16", "gateway": "10.22.0.1"}]
+            }))
+            .expect("result");
+            vec![r]
+        })
+    }
 
     fn inv() -> Invocation<'static> {
         Invocation {
@@ -249,6 +391,8 @@ mod tests {
             max_intents: 10,
             network: "net",
             container_id: "ctr",
+            grant: grant(),
+            ipam: ipam(),
         }
     }
 
@@ -294,7 +438,7 @@ mod tests {
 
     #[test]
     fn foreign_host_links_are_refused() {
-        let plan = vec![Intent::SetLinkDown {
+        let plan = vec![Intent::SetLinkUp {
             link: LinkRef::host("eth0"),
         }];
         let e = validate_plan(&plan, &inv()).expect_err("refused");
@@ -364,5 +508,131 @@ mod tests {
             value: "x".into(),
         };
         assert!(validate_plan(&[escape], &inv()).is_err());
+    }
+
+    fn addr(link: LinkRef, a: &str) -> Intent {
+        Intent::AddAddress {
+            link,
+            address: a.parse().expect("cidr"),
+            ensure: false,
+        }
+    }
+
+    #[test]
+    fn addresses_come_from_ipam_or_grants() {
+        validate_plan(&[addr(LinkRef::container("eth0"), "10.22.0.5/16")], &inv())
+            .expect("ipam ip");
+        let e = validate_plan(&[addr(LinkRef::container("eth0"), "10.22.0.6/16")], &inv())
+            .expect_err("not ipam's");
+        assert!(e.msg.contains("10.22.0.6/16"), "{}", e.msg);
+        let bridge = Intent::EnsureBridge {
+            name: "cni0".into(),
+            mtu: None,
+            vlan_filtering: false,
+            promisc: false,
+        };
+        validate_plan(
+            &[bridge.clone(), addr(LinkRef::host("cni0"), "10.22.0.1/16")],
+            &inv(),
+        )
+        .expect("gateway in ipam subnet");
+        assert!(validate_plan(
+            &[bridge, addr(LinkRef::host("cni0"), "192.168.7.1/24")],
+            &inv()
+        )
+        .is_err());
+        let mut g = grant().clone();
+        g.cidrs = vec!["192.168.7.0/24".parse().expect("cidr")];
+        let granted = Invocation { grant: &g, ..inv() };
+        validate_plan(
+            &[addr(LinkRef::container("eth0"), "192.168.7.9/24")],
+            &granted,
+        )
+        .expect("granted");
+    }
+
+    #[test]
+    fn masquerade_only_own_addresses_and_when_granted() {
+        let key = crate::plan::AttachmentKey {
+            network: "net".into(),
+            container_id: "ctr".into(),
+            ifname: "eth0".into(),
+        };
+        let masq = |src: &str| Intent::Masquerade {
+            source: src.parse().expect("cidr"),
+            key: key.clone(),
+            backend: crate::plan::MasqBackend::Nftables,
+        };
+        validate_plan(&[masq("10.22.0.5/16")], &inv()).expect("own address");
+        let e = validate_plan(&[masq("10.99.0.0/16")], &inv()).expect_err("foreign subnet");
+        assert!(e.msg.contains("10.99.0.0/16"), "{}", e.msg);
+        let mut g = grant().clone();
+        g.masquerade = false;
+        let e = validate_plan(&[masq("10.22.0.5/16")], &Invocation { grant: &g, ..inv() })
+            .expect_err("not granted");
+        assert!(e.msg.contains("not granted"), "{}", e.msg);
+    }
+
+    #[test]
+    fn ungranted_kinds_and_uplinks() {
+        let none = Grant::default();
+        let e = validate_plan(
+            &[Intent::SetLinkUp {
+                link: LinkRef::container("lo"),
+            }],
+            &Invocation {
+                grant: &none,
+                ..inv()
+            },
+        )
+        .expect_err("nothing granted");
+        assert!(e.msg.contains("not granted to this plugin"), "{}", e.msg);
+        let attach = |master: &str| {
+            vec![
+                veth(),
+                Intent::AttachPort {
+                    port: "veth0badc0de".into(),
+                    master: master.into(),
+                    hairpin: false,
+                    isolated: false,
+                },
+            ]
+        };
+        assert!(
+            validate_plan(&attach("eth0"), &inv()).is_err(),
+            "host uplink not granted"
+        );
+        let mut g = grant().clone();
+        g.uplinks = vec![crate::policy::NamePattern("eth*".into())];
+        validate_plan(&attach("eth0"), &Invocation { grant: &g, ..inv() }).expect("uplink granted");
+        let mut g = grant().clone();
+        g.bridges = vec![crate::policy::NamePattern("cni*".into())];
+        let br = |n: &str| Intent::EnsureBridge {
+            name: n.into(),
+            mtu: None,
+            vlan_filtering: false,
+            promisc: false,
+        };
+        validate_plan(&[br("cni0")], &Invocation { grant: &g, ..inv() }).expect("granted bridge");
+        assert!(validate_plan(&[br("docker0")], &Invocation { grant: &g, ..inv() }).is_err());
+    }
+
+    #[test]
+    fn granted_uplink_names_are_still_checked() {
+        let mut g = grant().clone();
+        g.uplinks = vec![crate::policy::NamePattern("*".into())];
+        for bad in ["", "eth0/../../kernel", "a name with spaces"] {
+            let plan = vec![
+                veth(),
+                Intent::AttachPort {
+                    port: "veth0badc0de".into(),
+                    master: bad.into(),
+                    hairpin: false,
+                    isolated: false,
+                },
+            ];
+            let e = validate_plan(&plan, &Invocation { grant: &g, ..inv() }).expect_err(bad);
+            assert!(e.msg.contains("valid interface name"), "{bad}: {}", e.msg);
+        }
     }
 }

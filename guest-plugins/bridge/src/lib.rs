@@ -96,12 +96,6 @@ impl Guest for Bridge {
 }
 
 fn add(conf: &config::BridgeConf, req: &Request) -> Result<Vec<Intent>, PluginError> {
-    if conf.macspoofchk {
-        return Err(error(
-            2,
-            "macspoofchk is not supported by the wasm-cni bridge yet (unsupported field \"macspoofchk\": true)",
-        ));
-    }
     let bridge = host::link(Netns::Host, &conf.bridge);
     let ipam = match conf.ipam_type {
         Some(_) => host::ipam(Command::Add)?,
@@ -115,6 +109,15 @@ fn add(conf: &config::BridgeConf, req: &Request) -> Result<Vec<Intent>, PluginEr
         host_veth: &host_veth,
         ipam: ipam.as_ref(),
         bridge: bridge.as_ref(),
+        container_mac: match (&conf.mac, conf.macspoofchk) {
+            (Some(mac), _) => Some(mac.clone()),
+            (None, true) => Some(plan::derived_mac(
+                &conf.network,
+                &req.container_id,
+                &req.ifname,
+            )),
+            (None, false) => None,
+        },
     };
     let planned = plan::add(conf, &inputs).map_err(failure)?;
     *PENDING

@@ -11,7 +11,7 @@ use crate::config::{BridgeConf, MasqBackend};
 use crate::wasm_cni::plugin::types::{
     AddressSpec, AttachmentKey, BridgeSpec, CniDns, CniInterface, CniIp, CniResult, CniRoute,
     Intent, LinkFacts, LinkRef, MasqBackend as WitBackend, MasqueradeRule, MasqueradeSpec, Netns,
-    PortSpec, RouteFacts, RouteSpec, SysctlSpec, VethSpec, VlanSpec,
+    PortSpec, RouteFacts, RouteSpec, SpoofCheckKey, SpoofCheckSpec, SysctlSpec, VethSpec, VlanSpec,
 };
 
 /// Index of the container interface in the result (bridge, host veth, container).
@@ -28,6 +28,9 @@ pub struct AddInputs<'a> {
     pub ipam: Option<&'a CniResult>,
     /// The bridge as it is now, if it exists.
     pub bridge: Option<&'a LinkFacts>,
+    /// The container MAC to set: the configured one, or with `macspoofchk` one
+    /// derived here (the rules need it before the kernel would pick one).
+    pub container_mac: Option<String>,
 }
 
 /// The intents of an ADD and the result to fill in after applying.
@@ -173,7 +176,7 @@ pub fn add(conf: &BridgeConf, inp: &AddInputs<'_>) -> Result<AddPlan, String> {
             name: inp.ifname.to_string(),
             peer: inp.host_veth.to_string(),
             mtu: conf.mtu,
-            mac: conf.mac.clone(),
+            mac: inp.container_mac.clone(),
         }),
         Intent::SetLinkUp(host(inp.host_veth)),
         sysctl(
@@ -215,6 +218,19 @@ pub fn add(conf: &BridgeConf, inp: &AddInputs<'_>) -> Result<AddPlan, String> {
             vid: 1,
             pvid: true,
             untagged: true,
+        }));
+    }
+
+    if conf.macspoofchk {
+        let mac = inp
+            .container_mac
+            .clone()
+            .ok_or("macspoofchk needs the container MAC")?;
+        intents.push(Intent::SpoofCheck(SpoofCheckSpec {
+            port: inp.host_veth.to_string(),
+            mac,
+            container_id: inp.container_id.to_string(),
+            ifname: inp.ifname.to_string(),
         }));
     }
 
@@ -278,6 +294,11 @@ pub fn add(conf: &BridgeConf, inp: &AddInputs<'_>) -> Result<AddPlan, String> {
                 }));
             }
             intents.push(Intent::SetLinkUp(container(inp.ifname)));
+            if conf.enable_dad && nets.iter().any(|n| n.addr().is_ipv6()) {
+                // The reference polls every 50 ms until DAD is done; the host asks
+                // the kernel the same question without fixed sleeps.
+                intents.push(Intent::WaitAddressesSettled(container(inp.ifname)));
+            }
             for route in &routes {
                 let dst = parse_net(&route.dst)?;
                 let gw = match &route.gw {
@@ -413,6 +434,26 @@ fn gateway_addresses(
     Ok(intents)
 }
 
+/// A stable, locally administered unicast MAC for an attachment (used with
+/// `macspoofchk` when the runtime gave none): the anti-spoofing rules are
+/// installed with the MAC before the link exists.
+pub fn derived_mac(network: &str, container_id: &str, ifname: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same attachment always gets the same MAC.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (network, container_id, ifname).hash(&mut h);
+    let b = h.finish().to_be_bytes();
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        (b[0] & 0xfe) | 0x02,
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5]
+    )
+}
+
 /// Fill in what only the kernel knew: MACs of the three interfaces.
 pub fn finish_result(mut result: CniResult, applied: &[LinkFacts]) -> CniResult {
     for (i, iface) in result.interfaces.iter_mut().enumerate() {
@@ -438,6 +479,12 @@ pub fn del(conf: &BridgeConf, ifname: &str, container_id: &str, has_netns: bool)
     let mut intents = Vec::new();
     if has_netns {
         intents.push(Intent::DeleteLink(container(ifname)));
+    }
+    if conf.macspoofchk {
+        intents.push(Intent::UnspoofCheck(SpoofCheckKey {
+            container_id: container_id.to_string(),
+            ifname: ifname.to_string(),
+        }));
     }
     if conf.ip_masq {
         intents.push(Intent::Unmasquerade(AttachmentKey {
@@ -622,6 +669,7 @@ mod tests {
             host_veth: "veth0a1b2c3d",
             ipam,
             bridge: None,
+            container_mac: None,
         }
     }
 
@@ -769,6 +817,25 @@ mod tests {
             .err()
             .expect("not a bridge")
             .contains("not a bridge"));
+    }
+
+    #[test]
+    fn macspoofchk_installs_rules_with_a_stable_mac() {
+        let conf = conf(r#","macspoofchk":true"#);
+        let mac = derived_mac("net", "ctr", "eth0");
+        assert_eq!(mac, derived_mac("net", "ctr", "eth0"));
+        assert_ne!(mac, derived_mac("net", "ctr2", "eth0"));
+        let first = u8::from_str_radix(&mac[..2], 16).expect("hex");
+        assert_eq!(first & 0x03, 0x02, "locally administered unicast");
+        let mut inp = inputs(None);
+        inp.container_mac = Some(mac.clone());
+        let plan = add(&conf, &inp).expect("plan");
+        assert!(plan.intents.iter().any(
+            |i| matches!(i, Intent::SpoofCheck(s) if s.mac == mac && s.port == "veth0a1b2c3d")
+        ));
+        assert!(del(&conf, "eth0", "ctr", false)
+            .iter()
+            .any(|i| matches!(i, Intent::UnspoofCheck(_))));
     }
 
     #[test]

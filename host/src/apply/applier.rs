@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use super::masq::{masquerade_for, MasqError, Masquerade};
 use super::netlink::{NetError, Netlink, RouteSpec};
 use super::netns::NetnsHandle;
+use super::spoofcheck::{open_spoof_check, SpoofCheck};
 use crate::plan::{
     AttachmentKey, Intent, MasqBackend, MasqRuleFacts, ObservedLink, ObservedRoute, RouteIntent,
     Side,
@@ -30,6 +31,8 @@ pub struct Kernel {
     pub host_ns: NetnsHandle,
     pub container: Option<Box<dyn Netlink>>,
     pub masq: MasqDoors,
+    /// The anti-spoofing door, opened on first use.
+    pub spoof: Option<Box<dyn SpoofCheck>>,
     /// GC only: the attachments that stay (`None` when the runtime sent no list).
     pub valid_attachments: Option<Vec<(String, String)>>,
 }
@@ -152,6 +155,15 @@ impl Kernel {
         })
     }
 
+    fn spoof_door(&mut self) -> Result<&mut (dyn SpoofCheck + 'static), NetError> {
+        if self.spoof.is_none() {
+            self.spoof = Some(open_spoof_check()?);
+        }
+        self.spoof
+            .as_deref_mut()
+            .ok_or_else(|| NetError::Unsupported("anti-spoofing unavailable".into()))
+    }
+
     /// The masquerade rules of one network, in every backend.
     pub fn masquerade_rules(&mut self, network: &str) -> Vec<MasqRuleFacts> {
         let mut out = Vec::new();
@@ -217,6 +229,7 @@ enum Undo {
     DelRoute(Side, RouteSpec),
     AddAddress(Side, String, IpNet),
     Unmasquerade(AttachmentKey, MasqBackend),
+    Unspoof(String, String),
     Sysctl(Side, String, String),
 }
 
@@ -248,6 +261,7 @@ impl Transaction {
     pub fn apply_all(&mut self, intents: &[Intent]) -> Result<(), ApplyError> {
         let mut kernel = lock(&self.kernel);
         for (index, intent) in intents.iter().enumerate() {
+            let _t = crate::timing::phase(format!("apply:{}", intent.kind()));
             apply_one(&mut kernel, intent, &mut self.journal).map_err(|source| ApplyError {
                 index,
                 kind: intent.kind(),
@@ -518,6 +532,23 @@ fn apply_one(k: &mut Kernel, intent: &Intent, journal: &mut Vec<Undo>) -> Result
                 }
             }
         }
+        Intent::WaitAddressesSettled { link } => {
+            k.side(link.side)?
+                .wait_addresses_settled(&link.name, OPER_UP_TIMEOUT)?;
+        }
+        Intent::SpoofCheck {
+            port,
+            mac,
+            container_id,
+            ifname,
+        } => {
+            k.spoof_door()?.install(port, mac.0, container_id, ifname)?;
+            journal.push(Undo::Unspoof(container_id.clone(), ifname.clone()));
+        }
+        Intent::UnspoofCheck {
+            container_id,
+            ifname,
+        } => k.spoof_door()?.remove(container_id, ifname)?,
         Intent::WaitOperUp { link } => {
             k.side(link.side)?
                 .wait_oper_up(&link.name, OPER_UP_TIMEOUT)?;
@@ -587,6 +618,7 @@ fn undo(k: &mut Kernel, step: &Undo) -> Result<(), NetError> {
         Undo::DelAddress(side, name, addr) => k.side(*side)?.del_address(name, *addr),
         Undo::DelRoute(side, spec) => k.side(*side)?.del_route(spec),
         Undo::AddAddress(side, name, addr) => k.side(*side)?.add_address(name, *addr),
+        Undo::Unspoof(container_id, ifname) => k.spoof_door()?.remove(container_id, ifname),
         Undo::Unmasquerade(key, backend) => k.masq.door(*backend)?.remove(key).map_err(firewall),
         Undo::Sysctl(side, key, value) => k.side(*side)?.set_sysctl(key, value),
     }

@@ -5,8 +5,9 @@
 //! It is chosen by construction wherever a `Netlink` is injected, never by
 //! `cfg(test)`. The model is deliberately small: it does not add the
 //! kernel's own prefix routes, does not check that a gateway is reachable,
-//! treats a link as operationally up whenever it is administratively up, and
-//! behaves like a kernel with bridge VLAN filtering built in.
+//! treats a link as operationally up whenever it is administratively up,
+//! considers IPv6 addresses settled at once (no duplicate address detection),
+//! and behaves like a kernel with bridge VLAN filtering built in.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -114,6 +115,10 @@ pub enum Op {
     Sysctl {
         path: String,
     },
+    WaitAddressesSettled {
+        name: String,
+        timeout: Duration,
+    },
     WaitOperUp {
         name: String,
         timeout: Duration,
@@ -130,6 +135,7 @@ impl Op {
                 | Op::BridgeVlans { .. }
                 | Op::Routes
                 | Op::Sysctl { .. }
+                | Op::WaitAddressesSettled { .. }
                 | Op::WaitOperUp { .. }
         )
     }
@@ -830,6 +836,20 @@ impl Netlink for RecordingNetlink {
             .ok_or_else(|| NetError::kernel("sysctl", path, Errno::ENOENT))
     }
 
+    fn wait_addresses_settled(&mut self, name: &str, timeout: Duration) -> Result<(), NetError> {
+        self.record(
+            Op::WaitAddressesSettled {
+                name: name.into(),
+                timeout,
+            },
+            "wait_addresses_settled",
+            name,
+        )?;
+        // The model runs no DAD: every address is usable once added.
+        self.get_mut("wait_addresses_settled", name)?;
+        Ok(())
+    }
+
     fn wait_oper_up(&mut self, name: &str, timeout: Duration) -> Result<(), NetError> {
         self.record(
             Op::WaitOperUp {
@@ -1077,6 +1097,28 @@ mod tests {
             nl.set_sysctl("net/../kernel/x", "1"),
             Err(NetError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn addresses_settle_at_once() {
+        let mut nl = RecordingNetlink::new();
+        nl.create_dummy("d0").expect("dummy");
+        nl.add_address("d0", net("fd00::1/64")).expect("address");
+        nl.take_ops();
+        let timeout = Duration::from_secs(5);
+        nl.wait_addresses_settled("d0", timeout).expect("settled");
+        assert_eq!(
+            nl.ops(),
+            &[Op::WaitAddressesSettled {
+                name: "d0".into(),
+                timeout
+            }]
+        );
+        assert!(nl.mutations().is_empty(), "waiting changes nothing");
+        assert_eq!(
+            errno(nl.wait_addresses_settled("nope", timeout)),
+            Errno::ENODEV
+        );
     }
 
     #[test]

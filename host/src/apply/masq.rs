@@ -7,13 +7,8 @@
 //! either one can delete the other's rules.
 //!
 //! - [`NftMasquerade`] programs nftables in-process over a `NETLINK_NETFILTER`
-//!   socket, one batch transaction per operation. It never execs `nft` or
-//!   `iptables`. The messages are built by hand on top of `netlink-sys`
-//!   rather than with `rustables`: that crate is GPL-3.0-or-later (this
-//!   project is Apache-2.0), needs bindgen and libclang at build time, and
-//!   opens a new socket in the calling thread's namespace for every batch, so
-//!   it cannot keep a socket bound to the namespace it was opened in. Only
-//!   the handful of expressions the reference's rules use are encoded.
+//!   socket, one batch transaction per operation, through the hand-built
+//!   encoder in `apply::nft`. It never execs `nft` or `iptables`.
 //! - [`IptablesMasquerade`] execs `iptables`/`ip6tables --wait`, like the
 //!   reference (go-iptables execs too). Only this opt-in backend execs.
 //!
@@ -33,14 +28,17 @@ use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use ipnet::IpNet;
-use netlink_sys::{constants::NETLINK_NETFILTER, Socket, SocketAddr};
 use nix::errno::Errno;
 use nix::sched::{setns, CloneFlags};
 use sha2::{Digest, Sha512};
 
+use super::nft::{
+    kernel_detail, BaseChain, Batch, DecodedExpr, Expr, NftError, NftRule, NftSocket, NFPROTO_INET,
+    NFPROTO_IPV4, NFPROTO_IPV6, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_GOTO, NFT_META_NFPROTO,
+    NFT_PAYLOAD_NETWORK_HEADER, NFT_RETURN,
+};
 use crate::plan::AttachmentKey;
 
 /// A masquerade operation that failed.
@@ -84,13 +82,6 @@ pub enum MasqError {
         /// What the program wrote to stderr, trimmed.
         stderr: String,
     },
-}
-
-fn kernel_detail(message: &Option<String>) -> String {
-    message
-        .as_deref()
-        .map(|m| format!(" ({m})"))
-        .unwrap_or_default()
 }
 
 impl MasqError {
@@ -356,104 +347,13 @@ fn parse_iptables_comment(comment: &str) -> Option<(String, String)> {
 // nftables over netlink.
 // ---------------------------------------------------------------------------
 
-// linux/netlink.h
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_DUMP_INTR: u16 = 0x10;
-const NLM_F_DUMP: u16 = 0x300;
-const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_APPEND: u16 = 0x800;
-/// On an `NLMSG_ERROR`: the original message's payload was left out.
-const NLM_F_CAPPED: u16 = 0x100;
-/// On an `NLMSG_ERROR`: extended-ack attributes follow.
-const NLM_F_ACK_TLVS: u16 = 0x200;
-const NLMSGERR_ATTR_MSG: u16 = 1;
-const NLA_HDRLEN: usize = 4;
-const NLA_F_NESTED: u16 = 0x8000;
-const NLA_TYPE_MASK: u16 = 0x3fff;
-
-// linux/netfilter/nfnetlink.h
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
-const NFNL_MSG_BATCH_END: u16 = 0x11;
-const NFPROTO_UNSPEC: u8 = 0;
-const NFPROTO_INET: u8 = 1;
-const NFPROTO_IPV4: u8 = 2;
-const NFPROTO_IPV6: u8 = 10;
-
-// linux/netfilter/nf_tables.h
-const NFT_MSG_NEWTABLE: u8 = 0;
-const NFT_MSG_NEWCHAIN: u8 = 3;
-const NFT_MSG_NEWRULE: u8 = 6;
-const NFT_MSG_GETRULE: u8 = 7;
-const NFT_MSG_DELRULE: u8 = 8;
-const NFTA_TABLE_NAME: u16 = 1;
-const NFTA_TABLE_USERDATA: u16 = 6;
-const NFTA_CHAIN_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
-const NFTA_CHAIN_HOOK: u16 = 4;
-const NFTA_CHAIN_TYPE: u16 = 7;
-const NFTA_CHAIN_USERDATA: u16 = 12;
-const NFTA_HOOK_HOOKNUM: u16 = 1;
-const NFTA_HOOK_PRIORITY: u16 = 2;
-const NFTA_RULE_TABLE: u16 = 1;
-const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_HANDLE: u16 = 3;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
-const NFTA_RULE_USERDATA: u16 = 7;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_EXPR_NAME: u16 = 1;
-const NFTA_EXPR_DATA: u16 = 2;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const NFTA_VERDICT_CHAIN: u16 = 2;
-const NFTA_META_DREG: u16 = 1;
-const NFTA_META_KEY: u16 = 2;
-const NFTA_CMP_SREG: u16 = 1;
-const NFTA_CMP_OP: u16 = 2;
-const NFTA_CMP_DATA: u16 = 3;
-const NFTA_PAYLOAD_DREG: u16 = 1;
-const NFTA_PAYLOAD_BASE: u16 = 2;
-const NFTA_PAYLOAD_OFFSET: u16 = 3;
-const NFTA_PAYLOAD_LEN: u16 = 4;
-const NFTA_BITWISE_SREG: u16 = 1;
-const NFTA_BITWISE_DREG: u16 = 2;
-const NFTA_BITWISE_LEN: u16 = 3;
-const NFTA_BITWISE_MASK: u16 = 4;
-const NFTA_BITWISE_XOR: u16 = 5;
-const NFTA_IMMEDIATE_DREG: u16 = 1;
-const NFTA_IMMEDIATE_DATA: u16 = 2;
-const NFT_REG_VERDICT: u32 = 0;
-const NFT_REG_1: u32 = 1;
-const NFT_META_NFPROTO: u32 = 15;
-const NFT_CMP_EQ: u32 = 0;
-const NFT_CMP_NEQ: u32 = 1;
-const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
-const NFT_GOTO: i32 = -4;
-const NFT_RETURN: i32 = -5;
 // linux/netfilter.h
 const NF_INET_POST_ROUTING: u32 = 4;
 /// `srcnat`, the priority name the reference uses for its base chain.
 const NF_IP_PRI_NAT_SRC: i32 = 100;
-// libnftnl udata types (the same value, 0, for tables, chains and rules).
-const NFTNL_UDATA_COMMENT: u8 = 0;
-
-/// How long to wait for the kernel's answer before giving up; it normally
-/// answers at once, this only keeps a CNI call from hanging on a bug.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Transactions that delete rules by handle are retried when a concurrent
-/// writer (another plugin instance) removed one of those rules first.
-const COMMIT_ATTEMPTS: usize = 3;
-/// Dumps interrupted by a concurrent ruleset change are restarted.
-const DUMP_ATTEMPTS: usize = 5;
-const RECV_BUFFER: usize = 64 * 1024;
 
 /// The masquerade backend over nftables, programmed in-process through a
-/// `NETLINK_NETFILTER` socket.
+/// `NETLINK_NETFILTER` socket (the encoder in `apply::nft`).
 ///
 /// Layout (the reference's, so both plugins share it):
 ///
@@ -475,212 +375,46 @@ const RECV_BUFFER: usize = 64 * 1024;
 /// base chain (flush + three rules) in the same transaction as the rule, as
 /// the reference does, so the layout is never duplicated and heals if edited.
 pub struct NftMasquerade {
-    socket: Socket,
-    seq: u32,
+    sock: NftSocket,
+}
+
+impl From<NftError> for MasqError {
+    fn from(e: NftError) -> Self {
+        match e {
+            NftError::Kernel { op, errno, message } => MasqError::Kernel { op, errno, message },
+            NftError::Io { context, source } => MasqError::Io { context, source },
+            NftError::Protocol(detail) => MasqError::Protocol(detail),
+        }
+    }
 }
 
 impl NftMasquerade {
     /// Opens a netfilter netlink socket in the calling thread's network
     /// namespace; the socket stays bound to that namespace for its life.
     pub fn open() -> Result<Self, MasqError> {
-        let mut socket = Socket::new(NETLINK_NETFILTER)
-            .map_err(|e| MasqError::io("open NETLINK_NETFILTER socket", e))?;
-        socket
-            .bind_auto()
-            .map_err(|e| MasqError::io("bind netlink socket", e))?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(|e| MasqError::io("connect netlink socket", e))?;
-        // Both only make errors smaller and clearer; kernels before 4.12 lack
-        // them and work without.
-        if let Err(e) = socket.set_ext_ack(true) {
-            tracing::debug!("NETLINK_EXT_ACK unavailable: {e}");
-        }
-        if let Err(e) = socket.set_cap_ack(true) {
-            tracing::debug!("NETLINK_CAP_ACK unavailable: {e}");
-        }
-        set_recv_timeout(&socket, REPLY_TIMEOUT)?;
-        // Replies come only to this socket; sequence numbers tell the current
-        // request's replies from leftovers of an abandoned one.
-        Ok(NftMasquerade { socket, seq: 0 })
+        Ok(NftMasquerade {
+            sock: NftSocket::open()?,
+        })
     }
 
     /// The rules of `masq_checks`; none when the table does not exist.
     fn list_rules(&mut self) -> Result<Vec<NftRule>, MasqError> {
-        for _ in 0..DUMP_ATTEMPTS {
-            let seq = self.next_seq();
-            let mut msg = Vec::new();
-            let start = begin_message(
-                &mut msg,
-                nft_type(NFT_MSG_GETRULE),
-                NLM_F_REQUEST | NLM_F_DUMP,
-                seq,
-                NFPROTO_INET,
-            );
-            put_str(&mut msg, NFTA_RULE_TABLE, NFT_TABLE);
-            put_str(&mut msg, NFTA_RULE_CHAIN, NFT_MASQ_CHAIN);
-            end_message(&mut msg, start);
-            self.send(&msg)?;
-
-            let mut rules = Vec::new();
-            let mut interrupted = false;
-            let mut buf = Vec::with_capacity(RECV_BUFFER);
-            'dump: loop {
-                self.recv(&mut buf)?;
-                for m in messages(&buf)? {
-                    if m.seq != seq {
-                        continue;
-                    }
-                    interrupted |= m.flags & NLM_F_DUMP_INTR != 0;
-                    match m.kind {
-                        NLMSG_DONE => {
-                            let code = read_i32(m.payload).unwrap_or(0);
-                            if code < 0 {
-                                return Err(kernel_error("list masq_checks rules", code, None));
-                            }
-                            break 'dump;
-                        }
-                        NLMSG_ERROR => {
-                            let ack = parse_ack(&m)?;
-                            // No table or chain yet: nothing to list.
-                            if ack.code == -(Errno::ENOENT as i32) {
-                                return Ok(Vec::new());
-                            }
-                            return Err(kernel_error(
-                                "list masq_checks rules",
-                                ack.code,
-                                ack.message,
-                            ));
-                        }
-                        k if k == nft_type(NFT_MSG_NEWRULE) => {
-                            let rule = NftRule::parse(m.payload)?;
-                            if rule.table == NFT_TABLE && rule.chain == NFT_MASQ_CHAIN {
-                                rules.push(rule);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            if !interrupted {
-                return Ok(rules);
-            }
-            tracing::debug!("nftables rule dump interrupted by a concurrent change; retrying");
-        }
-        Err(MasqError::Protocol(format!(
-            "rule dump interrupted {DUMP_ATTEMPTS} times by concurrent changes"
-        )))
+        Ok(self
+            .sock
+            .list_rules(NFPROTO_INET, NFT_TABLE, NFT_MASQ_CHAIN)?)
     }
 
-    /// Lists the rules, lets `plan` fill a batch from them, and commits it.
-    /// A batch that deletes by handle is planned again when a concurrent
-    /// writer removed one of those rules first (ENOENT).
+    /// Lists the rules, lets `plan` fill a batch from them, and commits it
+    /// (planned again if it lost a race to another writer).
     fn transact<R>(
         &mut self,
         mut plan: impl FnMut(&[NftRule], &mut Batch) -> R,
     ) -> Result<R, MasqError> {
-        let mut attempt = 1;
-        loop {
-            let rules = self.list_rules()?;
-            let mut batch = Batch::new(self.seq);
-            let out = plan(&rules, &mut batch);
-            let deletes = batch.deletes;
-            match self.commit(batch) {
-                Ok(()) => return Ok(out),
-                Err(e)
-                    if deletes && attempt < COMMIT_ATTEMPTS && e.errno() == Some(Errno::ENOENT) =>
-                {
-                    tracing::debug!("nftables transaction lost a race ({e}); retrying");
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Sends a batch and waits for the kernel's verdict on it: all or nothing.
-    fn commit(&mut self, batch: Batch) -> Result<(), MasqError> {
-        let (bytes, ops, begin_seq, next_seq) = batch.finish();
-        self.seq = next_seq;
-        if ops.is_empty() {
-            return Ok(());
-        }
-        self.send(&bytes)?;
-        let mut pending: HashSet<u32> = ops.iter().map(|(seq, _)| *seq).collect();
-        let mut buf = Vec::with_capacity(RECV_BUFFER);
-        // The kernel queues one answer per message (an ack, since each has
-        // NLM_F_ACK, or an error) and delivers them after the commit or abort;
-        // a failed commit is reported on the batch-begin message first. Any
-        // error means the whole batch was rolled back.
-        while !pending.is_empty() {
-            self.recv(&mut buf)?;
-            for m in messages(&buf)? {
-                if m.kind != NLMSG_ERROR {
-                    continue;
-                }
-                let ack = parse_ack(&m)?;
-                if m.seq == begin_seq && ack.code != 0 {
-                    return Err(kernel_error(
-                        "commit the transaction",
-                        ack.code,
-                        ack.message,
-                    ));
-                }
-                if pending.remove(&m.seq) && ack.code != 0 {
-                    let op = ops
-                        .iter()
-                        .find(|(seq, _)| *seq == m.seq)
-                        .map(|(_, op)| op.clone())
-                        .unwrap_or_default();
-                    return Err(kernel_error(op, ack.code, ack.message));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1);
-        self.seq
-    }
-
-    fn send(&self, bytes: &[u8]) -> Result<(), MasqError> {
-        let sent = self
-            .socket
-            .send(bytes, 0)
-            .map_err(|e| MasqError::io("send to nftables", e))?;
-        if sent != bytes.len() {
-            return Err(MasqError::Protocol(format!(
-                "short send: {sent} of {} bytes",
-                bytes.len()
-            )));
-        }
-        Ok(())
-    }
-
-    /// Reads one datagram into `buf` (replacing its contents).
-    fn recv(&self, buf: &mut Vec<u8>) -> Result<(), MasqError> {
-        buf.clear();
-        buf.reserve(RECV_BUFFER);
-        let n = loop {
-            match self.socket.recv(buf, nix::libc::MSG_TRUNC) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(MasqError::Protocol(format!(
-                        "no answer from the kernel within {REPLY_TIMEOUT:?}"
-                    )))
-                }
-                Err(e) => return Err(MasqError::io("receive from nftables", e)),
-            }
-        };
-        if n > buf.len() {
-            return Err(MasqError::Protocol(format!(
-                "reply of {n} bytes does not fit the {}-byte buffer",
-                buf.len()
-            )));
-        }
-        Ok(())
+        Ok(self.sock.transact(
+            NFPROTO_INET,
+            |sock| sock.list_rules(NFPROTO_INET, NFT_TABLE, NFT_MASQ_CHAIN),
+            |rules, batch| plan(rules, batch),
+        )?)
     }
 }
 
@@ -689,21 +423,21 @@ impl Masquerade for NftMasquerade {
         let comment = nft_rule_comment(key);
         let prefix = nft_instance_prefix(key);
         self.transact(|rules, batch| {
-            batch.declare_layout();
+            declare_layout(batch);
             let mut kept = false;
             for rule in rules.iter().filter(|r| r.comment.starts_with(&prefix)) {
-                match rule.source() {
+                match rule_source(rule) {
                     // The rule we want: keep the first, drop duplicates.
                     Some(s) if s == source && rule.comment == comment && !kept => kept = true,
                     // Same address: a duplicate or an outdated subnet.
-                    Some(s) if s.addr() == source.addr() => batch.delete_rule(rule.handle),
+                    Some(s) if s.addr() == source.addr() => delete_masq_rule(batch, rule.handle),
                     // Another address of this attachment, or a shape we do not
                     // recognise: not ours to judge here (remove() takes all).
                     _ => {}
                 }
             }
             if !kept {
-                batch.add_masq_rule(source, &comment);
+                add_masq_rule(batch, source, &comment);
             }
         })
     }
@@ -712,7 +446,7 @@ impl Masquerade for NftMasquerade {
         let prefix = nft_instance_prefix(key);
         self.transact(|rules, batch| {
             for rule in rules.iter().filter(|r| r.comment.starts_with(&prefix)) {
-                batch.delete_rule(rule.handle);
+                delete_masq_rule(batch, rule.handle);
             }
         })
     }
@@ -721,7 +455,7 @@ impl Masquerade for NftMasquerade {
         let rules = self.list_rules()?;
         Ok(rules
             .iter()
-            .filter_map(|r| r.to_masq_rule(network))
+            .filter_map(|r| to_masq_rule(r, network))
             .collect())
     }
 
@@ -748,276 +482,53 @@ impl Masquerade for NftMasquerade {
                 if keep.contains(&rule.comment) {
                     continue;
                 }
-                batch.delete_rule(rule.handle);
-                removed.extend(rule.to_masq_rule(network));
+                delete_masq_rule(batch, rule.handle);
+                removed.extend(to_masq_rule(rule, network));
             }
             removed
         })
     }
 }
 
-fn set_recv_timeout(socket: &Socket, timeout: Duration) -> Result<(), MasqError> {
-    let tv = nix::libc::timeval {
-        tv_sec: timeout.as_secs() as nix::libc::time_t,
-        tv_usec: timeout.subsec_micros() as nix::libc::suseconds_t,
-    };
-    // SAFETY: the descriptor is open for the duration of the call (borrowed
-    // from `socket`), and `tv` is a valid timeval whose size is passed along.
-    let rc = unsafe {
-        nix::libc::setsockopt(
-            socket.as_raw_fd(),
-            nix::libc::SOL_SOCKET,
-            nix::libc::SO_RCVTIMEO,
-            std::ptr::from_ref(&tv).cast(),
-            std::mem::size_of::<nix::libc::timeval>() as nix::libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(MasqError::io(
-            "set SO_RCVTIMEO on netlink socket",
-            io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
-}
-
-fn kernel_error(op: impl Into<String>, code: i32, message: Option<String>) -> MasqError {
-    MasqError::Kernel {
-        op: op.into(),
-        errno: Errno::from_raw(code.saturating_neg()),
-        message,
+/// Declares the table and both chains (no-ops when they exist), then
+/// rewrites the base chain, as the reference does on every ADD.
+fn declare_layout(batch: &mut Batch) {
+    batch.add_table(NFT_TABLE, Some(NFT_TABLE_COMMENT));
+    batch.add_chain(
+        NFT_TABLE,
+        NFT_MASQ_CHAIN,
+        None,
+        Some(NFT_MASQ_CHAIN_COMMENT),
+    );
+    batch.add_chain(
+        NFT_TABLE,
+        NFT_POSTROUTING_CHAIN,
+        Some(BaseChain {
+            kind: "nat",
+            hook: NF_INET_POST_ROUTING,
+            priority: NF_IP_PRI_NAT_SRC,
+            policy: None,
+        }),
+        None,
+    );
+    batch.flush_chain(NFT_TABLE, NFT_POSTROUTING_CHAIN);
+    for exprs in postrouting_exprs() {
+        batch.add_rule(NFT_TABLE, NFT_POSTROUTING_CHAIN, &exprs, None);
     }
 }
 
-const fn nft_type(msg: u8) -> u16 {
-    (NFNL_SUBSYS_NFTABLES << 8) | msg as u16
+/// `ip saddr <addr> ip daddr != <subnet> masquerade comment "<comment>"`.
+fn add_masq_rule(batch: &mut Batch, source: IpNet, comment: &str) {
+    batch.add_rule(
+        NFT_TABLE,
+        NFT_MASQ_CHAIN,
+        &masq_rule_exprs(source),
+        Some(comment),
+    );
 }
 
-/// One nf_tables transaction being built: batch-begin, messages, batch-end.
-struct Batch {
-    buf: Vec<u8>,
-    /// Sequence number and description of each message, for errors.
-    ops: Vec<(u32, String)>,
-    begin_seq: u32,
-    seq: u32,
-    /// Whether a rule is deleted by handle (and may race with another writer).
-    deletes: bool,
-}
-
-impl Batch {
-    fn new(last_seq: u32) -> Self {
-        let mut batch = Batch {
-            buf: Vec::with_capacity(2048),
-            ops: Vec::new(),
-            begin_seq: last_seq.wrapping_add(1),
-            seq: last_seq.wrapping_add(1),
-            deletes: false,
-        };
-        batch.control(NFNL_MSG_BATCH_BEGIN);
-        batch
-    }
-
-    /// A batch-begin or batch-end marker, addressed to the nftables subsystem.
-    fn control(&mut self, kind: u16) {
-        let start = begin_message(&mut self.buf, kind, NLM_F_REQUEST, self.seq, NFPROTO_UNSPEC);
-        // nfgenmsg.res_id names the subsystem, big-endian.
-        self.buf[start + NLMSG_HDRLEN + 2..start + NLMSG_HDRLEN + 4]
-            .copy_from_slice(&NFNL_SUBSYS_NFTABLES.to_be_bytes());
-        end_message(&mut self.buf, start);
-        self.seq = self.seq.wrapping_add(1);
-    }
-
-    fn message(&mut self, msg: u8, flags: u16, op: String, attrs: impl FnOnce(&mut Vec<u8>)) {
-        let start = begin_message(
-            &mut self.buf,
-            nft_type(msg),
-            NLM_F_REQUEST | NLM_F_ACK | flags,
-            self.seq,
-            NFPROTO_INET,
-        );
-        attrs(&mut self.buf);
-        end_message(&mut self.buf, start);
-        self.ops.push((self.seq, op));
-        self.seq = self.seq.wrapping_add(1);
-    }
-
-    /// Declares the table and both chains (no-ops when they exist), then
-    /// rewrites the base chain, as the reference does on every ADD.
-    fn declare_layout(&mut self) {
-        self.message(
-            NFT_MSG_NEWTABLE,
-            NLM_F_CREATE,
-            format!("create table inet {NFT_TABLE}"),
-            |b| {
-                put_str(b, NFTA_TABLE_NAME, NFT_TABLE);
-                put_attr(b, NFTA_TABLE_USERDATA, &udata_comment(NFT_TABLE_COMMENT));
-            },
-        );
-        self.message(
-            NFT_MSG_NEWCHAIN,
-            NLM_F_CREATE,
-            format!("create chain {NFT_MASQ_CHAIN}"),
-            |b| {
-                put_str(b, NFTA_CHAIN_TABLE, NFT_TABLE);
-                put_str(b, NFTA_CHAIN_NAME, NFT_MASQ_CHAIN);
-                put_attr(
-                    b,
-                    NFTA_CHAIN_USERDATA,
-                    &udata_comment(NFT_MASQ_CHAIN_COMMENT),
-                );
-            },
-        );
-        self.message(
-            NFT_MSG_NEWCHAIN,
-            NLM_F_CREATE,
-            format!("create base chain {NFT_POSTROUTING_CHAIN}"),
-            |b| {
-                put_str(b, NFTA_CHAIN_TABLE, NFT_TABLE);
-                put_str(b, NFTA_CHAIN_NAME, NFT_POSTROUTING_CHAIN);
-                nest(b, NFTA_CHAIN_HOOK, |b| {
-                    put_be32(b, NFTA_HOOK_HOOKNUM, NF_INET_POST_ROUTING);
-                    put_be32(b, NFTA_HOOK_PRIORITY, NF_IP_PRI_NAT_SRC as u32);
-                });
-                put_str(b, NFTA_CHAIN_TYPE, "nat");
-            },
-        );
-        // DELRULE with a chain and no handle flushes the chain.
-        self.message(
-            NFT_MSG_DELRULE,
-            0,
-            format!("flush chain {NFT_POSTROUTING_CHAIN}"),
-            |b| {
-                put_str(b, NFTA_RULE_TABLE, NFT_TABLE);
-                put_str(b, NFTA_RULE_CHAIN, NFT_POSTROUTING_CHAIN);
-            },
-        );
-        for exprs in postrouting_exprs() {
-            self.add_rule(NFT_POSTROUTING_CHAIN, &exprs, None);
-        }
-    }
-
-    /// `ip saddr <addr> ip daddr != <subnet> masquerade comment "<comment>"`.
-    fn add_masq_rule(&mut self, source: IpNet, comment: &str) {
-        self.add_rule(NFT_MASQ_CHAIN, &masq_rule_exprs(source), Some(comment));
-    }
-
-    fn add_rule(&mut self, chain: &str, exprs: &[Expr<'_>], comment: Option<&str>) {
-        self.message(
-            NFT_MSG_NEWRULE,
-            NLM_F_CREATE | NLM_F_APPEND,
-            format!("add rule to {chain}"),
-            |b| {
-                put_str(b, NFTA_RULE_TABLE, NFT_TABLE);
-                put_str(b, NFTA_RULE_CHAIN, chain);
-                nest(b, NFTA_RULE_EXPRESSIONS, |b| {
-                    for expr in exprs {
-                        expr.encode(b);
-                    }
-                });
-                if let Some(comment) = comment {
-                    put_attr(b, NFTA_RULE_USERDATA, &udata_comment(comment));
-                }
-            },
-        );
-    }
-
-    fn delete_rule(&mut self, handle: u64) {
-        self.deletes = true;
-        self.message(
-            NFT_MSG_DELRULE,
-            0,
-            format!("delete rule handle {handle} from {NFT_MASQ_CHAIN}"),
-            |b| {
-                put_str(b, NFTA_RULE_TABLE, NFT_TABLE);
-                put_str(b, NFTA_RULE_CHAIN, NFT_MASQ_CHAIN);
-                put_attr(b, NFTA_RULE_HANDLE, &handle.to_be_bytes());
-            },
-        );
-    }
-
-    /// The bytes to send, the operations, the begin sequence number and the
-    /// last sequence number used.
-    fn finish(mut self) -> (Vec<u8>, Vec<(u32, String)>, u32, u32) {
-        self.control(NFNL_MSG_BATCH_END);
-        (self.buf, self.ops, self.begin_seq, self.seq)
-    }
-}
-
-/// The nf_tables expressions this module writes, in the form `nft` itself
-/// generates for the reference's rule text (so `nft list` renders them back
-/// as that text).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Expr<'a> {
-    /// `meta load nfproto => reg 1`
-    MetaNfproto,
-    /// `cmp <op> reg 1 <data>`
-    Cmp(u32, Vec<u8>),
-    /// `payload load <len>b @ network header + <offset> => reg 1`
-    Payload { offset: u32, len: u32 },
-    /// `bitwise reg 1 = (reg 1 & <mask>) ^ 0`
-    Bitwise(Vec<u8>),
-    /// `immediate reg 0 <verdict> [-> chain]`
-    Verdict(i32, Option<&'a str>),
-    /// `masq`
-    Masquerade,
-}
-
-impl Expr<'_> {
-    fn encode(&self, b: &mut Vec<u8>) {
-        let name = match self {
-            Expr::MetaNfproto => "meta",
-            Expr::Cmp(..) => "cmp",
-            Expr::Payload { .. } => "payload",
-            Expr::Bitwise(_) => "bitwise",
-            Expr::Verdict(..) => "immediate",
-            Expr::Masquerade => "masq",
-        };
-        nest(b, NFTA_LIST_ELEM, |b| {
-            put_str(b, NFTA_EXPR_NAME, name);
-            if *self == Expr::Masquerade {
-                return; // no attributes: no port range, no flags
-            }
-            nest(b, NFTA_EXPR_DATA, |b| match self {
-                Expr::MetaNfproto => {
-                    put_be32(b, NFTA_META_KEY, NFT_META_NFPROTO);
-                    put_be32(b, NFTA_META_DREG, NFT_REG_1);
-                }
-                Expr::Cmp(op, data) => {
-                    put_be32(b, NFTA_CMP_SREG, NFT_REG_1);
-                    put_be32(b, NFTA_CMP_OP, *op);
-                    nest(b, NFTA_CMP_DATA, |b| put_attr(b, NFTA_DATA_VALUE, data));
-                }
-                Expr::Payload { offset, len } => {
-                    put_be32(b, NFTA_PAYLOAD_DREG, NFT_REG_1);
-                    put_be32(b, NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER);
-                    put_be32(b, NFTA_PAYLOAD_OFFSET, *offset);
-                    put_be32(b, NFTA_PAYLOAD_LEN, *len);
-                }
-                Expr::Bitwise(mask) => {
-                    put_be32(b, NFTA_BITWISE_SREG, NFT_REG_1);
-                    put_be32(b, NFTA_BITWISE_DREG, NFT_REG_1);
-                    put_be32(b, NFTA_BITWISE_LEN, mask.len() as u32);
-                    nest(b, NFTA_BITWISE_MASK, |b| put_attr(b, NFTA_DATA_VALUE, mask));
-                    let zeros = vec![0; mask.len()];
-                    nest(b, NFTA_BITWISE_XOR, |b| {
-                        put_attr(b, NFTA_DATA_VALUE, &zeros)
-                    });
-                }
-                Expr::Verdict(code, chain) => {
-                    put_be32(b, NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
-                    nest(b, NFTA_IMMEDIATE_DATA, |b| {
-                        nest(b, NFTA_DATA_VERDICT, |b| {
-                            put_be32(b, NFTA_VERDICT_CODE, *code as u32);
-                            if let Some(chain) = chain {
-                                put_str(b, NFTA_VERDICT_CHAIN, chain);
-                            }
-                        });
-                    });
-                }
-                Expr::Masquerade => {}
-            });
-        });
-    }
+fn delete_masq_rule(batch: &mut Batch, handle: u64) {
+    batch.delete_rule(NFT_TABLE, NFT_MASQ_CHAIN, handle);
 }
 
 /// The base chain's rules: `ip daddr 224.0.0.0/4 return`,
@@ -1043,10 +554,10 @@ fn postrouting_exprs() -> Vec<Vec<Expr<'static>>> {
 fn masq_rule_exprs(source: IpNet) -> Vec<Expr<'static>> {
     let addr = source.addr();
     let mut exprs = match_family(addr);
-    exprs.push(Expr::Payload {
-        offset: saddr_offset(addr),
-        len: addr_bytes(addr).len() as u32,
-    });
+    exprs.push(network_payload(
+        saddr_offset(addr),
+        addr_bytes(addr).len() as u32,
+    ));
     exprs.push(Expr::Cmp(NFT_CMP_EQ, addr_bytes(addr)));
     exprs.extend(match_prefix(
         daddr_offset(addr),
@@ -1065,7 +576,18 @@ fn match_family(addr: IpAddr) -> Vec<Expr<'static>> {
     } else {
         NFPROTO_IPV6
     };
-    vec![Expr::MetaNfproto, Expr::Cmp(NFT_CMP_EQ, vec![proto])]
+    vec![
+        Expr::Meta(NFT_META_NFPROTO),
+        Expr::Cmp(NFT_CMP_EQ, vec![proto]),
+    ]
+}
+
+fn network_payload(offset: u32, len: u32) -> Expr<'static> {
+    Expr::Payload {
+        base: NFT_PAYLOAD_NETWORK_HEADER,
+        offset,
+        len,
+    }
 }
 
 /// `<field> <op> <net>`, as `nft` linearizes a prefix: a byte-aligned prefix
@@ -1076,19 +598,13 @@ fn match_prefix(offset: u32, net: IpNet, op: u32) -> Vec<Expr<'static>> {
     if prefix > 0 && prefix % 8 == 0 {
         let len = prefix / 8;
         return vec![
-            Expr::Payload {
-                offset,
-                len: len as u32,
-            },
+            network_payload(offset, len as u32),
             Expr::Cmp(op, bytes[..len].to_vec()),
         ];
     }
     let mask = addr_bytes(net.netmask());
     vec![
-        Expr::Payload {
-            offset,
-            len: bytes.len() as u32,
-        },
+        network_payload(offset, bytes.len() as u32),
         Expr::Bitwise(mask),
         Expr::Cmp(op, bytes),
     ]
@@ -1118,155 +634,75 @@ fn daddr_offset(addr: IpAddr) -> u32 {
     }
 }
 
-/// A libnftnl user-data block holding one comment (`nft` shows it as
-/// `comment "..."`): type, length, NUL-terminated text.
-fn udata_comment(comment: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(comment.len() + 3);
-    out.push(NFTNL_UDATA_COMMENT);
-    // Comments are at most 128 bytes here, so the length fits.
-    out.push((comment.len() + 1) as u8);
-    out.extend_from_slice(comment.as_bytes());
-    out.push(0);
-    out
-}
-
-fn udata_comment_parse(mut data: &[u8]) -> Option<String> {
-    while data.len() >= 2 {
-        let (kind, len) = (data[0], usize::from(data[1]));
-        let value = data.get(2..2 + len)?;
-        if kind == NFTNL_UDATA_COMMENT {
-            return Some(cstr(value));
-        }
-        data = &data[2 + len..];
-    }
-    None
-}
-
-/// A rule of `masq_checks` as dumped by the kernel.
-#[derive(Debug, Clone)]
-struct NftRule {
-    table: String,
-    chain: String,
-    handle: u64,
-    comment: String,
-    exprs: Vec<DecodedExpr>,
-}
-
-/// Just enough of a dumped expression to read the addresses back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum DecodedExpr {
-    Meta(u32),
-    Cmp(u32, Vec<u8>),
-    Payload { base: u32, offset: u32, len: u32 },
-    Bitwise(Vec<u8>),
-    Other(String),
-}
-
-impl NftRule {
-    /// Parses a NEWRULE message payload (nfgenmsg and attributes).
-    fn parse(payload: &[u8]) -> Result<Self, MasqError> {
-        let attrs = payload
-            .get(4..)
-            .ok_or_else(|| MasqError::Protocol("rule message without nfgenmsg".into()))?;
-        let mut rule = NftRule {
-            table: String::new(),
-            chain: String::new(),
-            handle: 0,
-            comment: String::new(),
-            exprs: Vec::new(),
-        };
-        for (kind, value) in attributes(attrs)? {
-            match kind {
-                NFTA_RULE_TABLE => rule.table = cstr(value),
-                NFTA_RULE_CHAIN => rule.chain = cstr(value),
-                NFTA_RULE_HANDLE => {
-                    let bytes: [u8; 8] = value
-                        .try_into()
-                        .map_err(|_| MasqError::Protocol("rule handle is not 8 bytes".into()))?;
-                    rule.handle = u64::from_be_bytes(bytes);
-                }
-                NFTA_RULE_USERDATA => rule.comment = udata_comment_parse(value).unwrap_or_default(),
-                NFTA_RULE_EXPRESSIONS => {
-                    for (_, elem) in attributes(value)? {
-                        rule.exprs.push(decode_expr(elem)?);
-                    }
-                }
-                _ => {}
+/// The source address and subnet of a rule `ip|ip6 saddr A ip|ip6 daddr != N`
+/// (optionally ending in `masquerade`), as `A/len(N)`; `None` for any other
+/// shape.
+fn rule_source(rule: &NftRule) -> Option<IpNet> {
+    let mut v6 = None;
+    let mut meta = false;
+    let mut load: Option<(u32, u32)> = None;
+    let mut mask: Option<&[u8]> = None;
+    let (mut saddr, mut prefix) = (None, None);
+    for expr in &rule.exprs {
+        match expr {
+            DecodedExpr::Meta(key) => {
+                meta = *key == NFT_META_NFPROTO;
+                load = None;
             }
-        }
-        Ok(rule)
-    }
-
-    /// The source address and subnet of `ip|ip6 saddr A ip|ip6 daddr != N`,
-    /// as `A/len(N)`; `None` for any other shape.
-    fn source(&self) -> Option<IpNet> {
-        let mut v6 = None;
-        let mut meta = false;
-        let mut load: Option<(u32, u32)> = None;
-        let mut mask: Option<&[u8]> = None;
-        let (mut saddr, mut prefix) = (None, None);
-        for expr in &self.exprs {
-            match expr {
-                DecodedExpr::Meta(key) => {
-                    meta = *key == NFT_META_NFPROTO;
-                    load = None;
-                }
-                DecodedExpr::Payload { base, offset, len } => {
+            DecodedExpr::Payload { base, offset, len } => {
+                meta = false;
+                load = (*base == NFT_PAYLOAD_NETWORK_HEADER).then_some((*offset, *len));
+                mask = None;
+            }
+            DecodedExpr::Bitwise(m) => mask = Some(m),
+            DecodedExpr::Cmp(op, data) => {
+                if meta {
+                    v6 = match data.as_slice() {
+                        [NFPROTO_IPV4] => Some(false),
+                        [NFPROTO_IPV6] => Some(true),
+                        _ => return None,
+                    };
                     meta = false;
-                    load = (*base == NFT_PAYLOAD_NETWORK_HEADER).then_some((*offset, *len));
-                    mask = None;
+                    continue;
                 }
-                DecodedExpr::Bitwise(m) => mask = Some(m),
-                DecodedExpr::Cmp(op, data) => {
-                    if meta {
-                        v6 = match data.as_slice() {
-                            [NFPROTO_IPV4] => Some(false),
-                            [NFPROTO_IPV6] => Some(true),
-                            _ => return None,
-                        };
-                        meta = false;
-                        continue;
-                    }
-                    let (offset, _) = load?;
-                    let is_v6 = v6?;
-                    let width = if is_v6 { 16 } else { 4 };
-                    let (s_off, d_off) = if is_v6 { (8, 24) } else { (12, 16) };
-                    if offset == s_off && *op == NFT_CMP_EQ && data.len() == width && mask.is_none()
-                    {
-                        saddr = Some(ip_from(data)?);
-                    } else if offset == d_off && *op == NFT_CMP_NEQ {
-                        prefix = Some(match mask {
-                            Some(m) => m.iter().map(|b| b.count_ones()).sum::<u32>(),
-                            None => 8 * data.len() as u32,
-                        });
-                    } else {
-                        return None;
-                    }
+                let (offset, _) = load?;
+                let is_v6 = v6?;
+                let width = if is_v6 { 16 } else { 4 };
+                let (s_off, d_off) = if is_v6 { (8, 24) } else { (12, 16) };
+                if offset == s_off && *op == NFT_CMP_EQ && data.len() == width && mask.is_none() {
+                    saddr = Some(ip_from(data)?);
+                } else if offset == d_off && *op == NFT_CMP_NEQ {
+                    prefix = Some(match mask {
+                        Some(m) => m.iter().map(|b| b.count_ones()).sum::<u32>(),
+                        None => 8 * data.len() as u32,
+                    });
+                } else {
+                    return None;
                 }
-                DecodedExpr::Other(name) if name == "masq" => {}
-                DecodedExpr::Other(_) => return None,
             }
+            DecodedExpr::Other(name) if name == "masq" => {}
+            DecodedExpr::Verdict(..) | DecodedExpr::Other(_) => return None,
         }
-        IpNet::new(saddr?, u8::try_from(prefix?).ok()?).ok()
     }
+    IpNet::new(saddr?, u8::try_from(prefix?).ok()?).ok()
+}
 
-    fn to_masq_rule(&self, network: &str) -> Option<MasqRule> {
-        let (ifname, container_id) = parse_nft_comment(network, &self.comment)?;
-        let Some(source) = self.source() else {
-            tracing::warn!(
-                handle = self.handle,
-                comment = %self.comment,
-                "masquerade rule of an unexpected shape; not listed"
-            );
-            return None;
-        };
-        Some(MasqRule {
-            network: network.to_string(),
-            container_id,
-            ifname,
-            source,
-        })
-    }
+fn to_masq_rule(rule: &NftRule, network: &str) -> Option<MasqRule> {
+    let (ifname, container_id) = parse_nft_comment(network, &rule.comment)?;
+    let Some(source) = rule_source(rule) else {
+        tracing::warn!(
+            handle = rule.handle,
+            comment = %rule.comment,
+            "masquerade rule of an unexpected shape; not listed"
+        );
+        return None;
+    };
+    Some(MasqRule {
+        network: network.to_string(),
+        container_id,
+        ifname,
+        source,
+    })
 }
 
 fn ip_from(bytes: &[u8]) -> Option<IpAddr> {
@@ -1274,184 +710,6 @@ fn ip_from(bytes: &[u8]) -> Option<IpAddr> {
         return Some(IpAddr::from(b));
     }
     <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from)
-}
-
-fn decode_expr(elem: &[u8]) -> Result<DecodedExpr, MasqError> {
-    let mut name = String::new();
-    let mut data: &[u8] = &[];
-    for (kind, value) in attributes(elem)? {
-        match kind {
-            NFTA_EXPR_NAME => name = cstr(value),
-            NFTA_EXPR_DATA => data = value,
-            _ => {}
-        }
-    }
-    let attrs = attributes(data)?;
-    let be32 = |kind: u16| {
-        attrs
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .and_then(|(_, v)| <[u8; 4]>::try_from(*v).ok())
-            .map(u32::from_be_bytes)
-    };
-    let value = |kind: u16| -> Result<Vec<u8>, MasqError> {
-        let Some((_, nested)) = attrs.iter().find(|(k, _)| *k == kind) else {
-            return Ok(Vec::new());
-        };
-        Ok(attributes(nested)?
-            .into_iter()
-            .find(|(k, _)| *k == NFTA_DATA_VALUE)
-            .map(|(_, v)| v.to_vec())
-            .unwrap_or_default())
-    };
-    Ok(match name.as_str() {
-        "meta" => DecodedExpr::Meta(be32(NFTA_META_KEY).unwrap_or(u32::MAX)),
-        "cmp" => DecodedExpr::Cmp(be32(NFTA_CMP_OP).unwrap_or(u32::MAX), value(NFTA_CMP_DATA)?),
-        "payload" => DecodedExpr::Payload {
-            base: be32(NFTA_PAYLOAD_BASE).unwrap_or(u32::MAX),
-            offset: be32(NFTA_PAYLOAD_OFFSET).unwrap_or(u32::MAX),
-            len: be32(NFTA_PAYLOAD_LEN).unwrap_or(0),
-        },
-        "bitwise" => DecodedExpr::Bitwise(value(NFTA_BITWISE_MASK)?),
-        _ => DecodedExpr::Other(name),
-    })
-}
-
-// --- netlink framing --------------------------------------------------------
-
-/// Appends an nlmsghdr and an nfgenmsg; returns where the message starts.
-fn begin_message(buf: &mut Vec<u8>, kind: u16, flags: u16, seq: u32, family: u8) -> usize {
-    let start = buf.len();
-    buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set by end_message
-    buf.extend_from_slice(&kind.to_ne_bytes());
-    buf.extend_from_slice(&flags.to_ne_bytes());
-    buf.extend_from_slice(&seq.to_ne_bytes());
-    buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it
-    buf.extend_from_slice(&[family, 0, 0, 0]); // nfgenmsg: family, version 0, res_id
-    start
-}
-
-fn end_message(buf: &mut [u8], start: usize) {
-    let len = (buf.len() - start) as u32;
-    buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
-}
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-fn put_attr(buf: &mut Vec<u8>, kind: u16, data: &[u8]) {
-    // Every attribute here is far below 64 KiB (names, addresses, comments).
-    buf.extend_from_slice(&((NLA_HDRLEN + data.len()) as u16).to_ne_bytes());
-    buf.extend_from_slice(&kind.to_ne_bytes());
-    buf.extend_from_slice(data);
-    buf.resize(align4(buf.len()), 0);
-}
-
-/// Strings go NUL-terminated, as the kernel's NLA_STRING policy expects from
-/// libnftnl.
-fn put_str(buf: &mut Vec<u8>, kind: u16, s: &str) {
-    let mut data = Vec::with_capacity(s.len() + 1);
-    data.extend_from_slice(s.as_bytes());
-    data.push(0);
-    put_attr(buf, kind, &data);
-}
-
-/// nf_tables integers are big-endian on the wire.
-fn put_be32(buf: &mut Vec<u8>, kind: u16, value: u32) {
-    put_attr(buf, kind, &value.to_be_bytes());
-}
-
-fn nest(buf: &mut Vec<u8>, kind: u16, fill: impl FnOnce(&mut Vec<u8>)) {
-    let start = buf.len();
-    buf.extend_from_slice(&[0, 0]);
-    buf.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
-    fill(buf);
-    let len = (buf.len() - start) as u16;
-    buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
-}
-
-fn attributes(mut data: &[u8]) -> Result<Vec<(u16, &[u8])>, MasqError> {
-    let mut out = Vec::new();
-    while data.len() >= NLA_HDRLEN {
-        let len = usize::from(u16::from_ne_bytes([data[0], data[1]]));
-        let kind = u16::from_ne_bytes([data[2], data[3]]) & NLA_TYPE_MASK;
-        if len < NLA_HDRLEN || len > data.len() {
-            return Err(MasqError::Protocol(format!(
-                "attribute {kind} of length {len} overruns its message"
-            )));
-        }
-        out.push((kind, &data[NLA_HDRLEN..len]));
-        data = &data[align4(len).min(data.len())..];
-    }
-    Ok(out)
-}
-
-fn cstr(value: &[u8]) -> String {
-    let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
-    String::from_utf8_lossy(&value[..end]).into_owned()
-}
-
-fn read_i32(data: &[u8]) -> Option<i32> {
-    Some(i32::from_ne_bytes(data.get(..4)?.try_into().ok()?))
-}
-
-struct Message<'a> {
-    kind: u16,
-    flags: u16,
-    seq: u32,
-    payload: &'a [u8],
-}
-
-fn messages(mut data: &[u8]) -> Result<Vec<Message<'_>>, MasqError> {
-    let mut out = Vec::new();
-    while data.len() >= NLMSG_HDRLEN {
-        let word =
-            |at: usize| u32::from_ne_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
-        let len = word(0) as usize;
-        if len < NLMSG_HDRLEN || len > data.len() {
-            return Err(MasqError::Protocol(format!(
-                "message of length {len} in a {}-byte datagram",
-                data.len()
-            )));
-        }
-        out.push(Message {
-            kind: u16::from_ne_bytes([data[4], data[5]]),
-            flags: u16::from_ne_bytes([data[6], data[7]]),
-            seq: word(8),
-            payload: &data[NLMSG_HDRLEN..len],
-        });
-        data = &data[align4(len).min(data.len())..];
-    }
-    Ok(out)
-}
-
-/// An `NLMSG_ERROR`: 0 is an ack, otherwise a negative errno.
-struct Ack {
-    code: i32,
-    message: Option<String>,
-}
-
-fn parse_ack(m: &Message<'_>) -> Result<Ack, MasqError> {
-    let code =
-        read_i32(m.payload).ok_or_else(|| MasqError::Protocol("truncated NLMSG_ERROR".into()))?;
-    let mut message = None;
-    if m.flags & NLM_F_ACK_TLVS != 0 {
-        // After the errno comes the original header, plus its payload unless
-        // the kernel capped it, then the extended-ack attributes.
-        let original = if m.flags & NLM_F_CAPPED != 0 {
-            NLMSG_HDRLEN
-        } else {
-            read_i32(m.payload.get(4..).unwrap_or_default()).unwrap_or(0) as usize
-        };
-        if let Some(tlvs) = m.payload.get(4 + align4(original)..) {
-            message = attributes(tlvs)?
-                .into_iter()
-                .find(|(k, _)| *k == NLMSGERR_ATTR_MSG)
-                .map(|(_, v)| cstr(v));
-        }
-    }
-    Ok(Ack { code, message })
 }
 
 // ---------------------------------------------------------------------------
@@ -1867,6 +1125,11 @@ mod tests {
 
     use serde_json::{json, Value};
 
+    use crate::apply::nft::{
+        nest, put_attr, put_str, udata_comment, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS,
+        NFTA_RULE_HANDLE, NFTA_RULE_TABLE, NFTA_RULE_USERDATA,
+    };
+
     fn key(network: &str, container_id: &str, ifname: &str) -> AttachmentKey {
         AttachmentKey {
             network: network.into(),
@@ -2052,25 +1315,19 @@ mod tests {
         assert_eq!(
             match_prefix(16, net("10.1.0.0/20"), NFT_CMP_NEQ),
             [
-                Expr::Payload { offset: 16, len: 4 },
+                network_payload(16, 4),
                 Expr::Bitwise(vec![0xff, 0xff, 0xf0, 0]),
                 Expr::Cmp(NFT_CMP_NEQ, vec![10, 1, 0, 0]),
             ]
         );
         assert_eq!(
             match_prefix(16, net("10.88.0.0/16"), NFT_CMP_NEQ),
-            [
-                Expr::Payload { offset: 16, len: 2 },
-                Expr::Cmp(NFT_CMP_NEQ, vec![10, 88]),
-            ]
+            [network_payload(16, 2), Expr::Cmp(NFT_CMP_NEQ, vec![10, 88]),]
         );
         assert_eq!(
             match_prefix(24, net("fd00::/61"), NFT_CMP_NEQ)[..2],
             [
-                Expr::Payload {
-                    offset: 24,
-                    len: 16
-                },
+                network_payload(24, 16),
                 Expr::Bitwise(addr_bytes("ffff:ffff:ffff:fff8::".parse().expect("mask"))),
             ]
         );
@@ -2078,9 +1335,9 @@ mod tests {
         assert_eq!(
             base[0],
             [
-                Expr::MetaNfproto,
+                Expr::Meta(NFT_META_NFPROTO),
                 Expr::Cmp(NFT_CMP_EQ, vec![NFPROTO_IPV4]),
-                Expr::Payload { offset: 16, len: 4 },
+                network_payload(16, 4),
                 Expr::Bitwise(vec![0xf0, 0, 0, 0]),
                 Expr::Cmp(NFT_CMP_EQ, vec![0xe0, 0, 0, 0]),
                 Expr::Verdict(NFT_RETURN, None),
@@ -2089,24 +1346,14 @@ mod tests {
         assert_eq!(
             base[1],
             [
-                Expr::MetaNfproto,
+                Expr::Meta(NFT_META_NFPROTO),
                 Expr::Cmp(NFT_CMP_EQ, vec![NFPROTO_IPV6]),
-                Expr::Payload { offset: 24, len: 1 },
+                network_payload(24, 1),
                 Expr::Cmp(NFT_CMP_EQ, vec![0xff]),
                 Expr::Verdict(NFT_RETURN, None),
             ]
         );
         assert_eq!(base[2], [Expr::Verdict(NFT_GOTO, Some(NFT_MASQ_CHAIN))]);
-    }
-
-    #[test]
-    fn udata_comment_has_libnftnl_layout() {
-        // `nft --debug=netlink` shows `userdata = { \x00\x06hello\x00 }`.
-        assert_eq!(udata_comment("hello"), b"\x00\x06hello\x00");
-        assert_eq!(
-            udata_comment_parse(b"\x05\x01x\x00\x06hello\x00").as_deref(),
-            Some("hello")
-        );
     }
 
     /// Encodes a masquerade rule as the kernel would dump it, and reads it back.
@@ -2136,7 +1383,7 @@ mod tests {
             assert_eq!(rule.handle, 42);
             assert_eq!(rule.comment, "c");
             assert_eq!(rule.table, NFT_TABLE);
-            assert_eq!(rule.source(), Some(source), "{source}");
+            assert_eq!(rule_source(&rule), Some(source), "{source}");
         }
     }
 
@@ -2149,23 +1396,21 @@ mod tests {
             comment: String::new(),
             exprs: vec![DecodedExpr::Other("counter".into())],
         };
-        assert_eq!(rule.source(), None);
+        assert_eq!(rule_source(&rule), None);
+        let jump = NftRule {
+            exprs: vec![DecodedExpr::Verdict(NFT_GOTO, Some(NFT_MASQ_CHAIN.into()))],
+            ..rule
+        };
+        assert_eq!(rule_source(&jump), None);
     }
 
     #[test]
-    fn acks_carry_the_extended_message() {
-        // An NLMSG_ERROR with a capped original header and NLMSGERR_ATTR_MSG.
-        let mut payload = (-(Errno::EEXIST as i32)).to_ne_bytes().to_vec();
-        payload.extend_from_slice(&[0; NLMSG_HDRLEN]);
-        put_str(&mut payload, NLMSGERR_ATTR_MSG, "Chain type mismatch");
-        let m = Message {
-            kind: NLMSG_ERROR,
-            flags: NLM_F_CAPPED | NLM_F_ACK_TLVS,
-            seq: 7,
-            payload: &payload,
-        };
-        let ack = parse_ack(&m).expect("ack");
-        let err = kernel_error("create base chain postrouting", ack.code, ack.message);
+    fn kernel_errors_keep_errno_and_message() {
+        let err = MasqError::from(NftError::Kernel {
+            op: "create base chain postrouting".into(),
+            errno: Errno::EEXIST,
+            message: Some("Chain type mismatch".into()),
+        });
         assert_eq!(err.errno(), Some(Errno::EEXIST));
         assert_eq!(
             err.to_string(),
@@ -2983,10 +2228,10 @@ mod tests {
                     &handle.to_string(),
                 ],
             );
-            let mut batch = Batch::new(nft.seq);
-            batch.add_masq_rule(net("10.88.0.3/16"), &nft_rule_comment(&k2));
-            batch.delete_rule(handle);
-            let err = nft.commit(batch).expect_err("stale handle");
+            let mut batch = nft.sock.batch(NFPROTO_INET);
+            add_masq_rule(&mut batch, net("10.88.0.3/16"), &nft_rule_comment(&k2));
+            delete_masq_rule(&mut batch, handle);
+            let err = MasqError::from(nft.sock.commit(batch).expect_err("stale handle"));
             assert_eq!(err.errno(), Some(Errno::ENOENT), "{err}");
             assert!(rules_of(&nft_ruleset(), "masq_checks").is_empty());
 
@@ -3012,7 +2257,7 @@ mod tests {
                             ],
                         );
                     }
-                    batch.delete_rule(rule.handle);
+                    delete_masq_rule(batch, rule.handle);
                 }
             })
             .expect("transact");

@@ -6,13 +6,17 @@
 //! - [`netlink`]: domain types, [`NetError`] and the [`Netlink`] trait.
 //! - [`rtnl`]: [`RtNetlink`], the real implementation over rtnetlink.
 //! - [`fake`]: [`RecordingNetlink`], an in-memory recording model.
+//! - [`masq`] and [`spoofcheck`]: the nftables rules of `ipMasq` and
+//!   `macspoofchk`, over the hand-built nf_tables encoder in `nft`.
 
 pub mod applier;
 pub mod fake;
 pub mod masq;
 pub mod netlink;
 pub mod netns;
+mod nft;
 pub mod rtnl;
+pub mod spoofcheck;
 
 pub use fake::{Op, RecordingNetlink};
 pub use netlink::{

@@ -431,6 +431,14 @@ pub trait Netlink: Send {
     /// trailing newline.
     fn sysctl(&mut self, path: &str) -> Result<String, NetError>;
 
+    /// Waits until no IPv6 address of `name` is tentative, i.e. duplicate
+    /// address detection has finished on all of them (the reference's
+    /// `SettleAddresses`). Fails at once with [`NetError::Conflict`] naming
+    /// the address if DAD failed on one, and with [`NetError::Timeout`] if
+    /// some are still tentative after `timeout`. A link without IPv6
+    /// addresses is settled.
+    fn wait_addresses_settled(&mut self, name: &str, timeout: Duration) -> Result<(), NetError>;
+
     /// Waits until the link is operationally up, or fails with
     /// [`NetError::Timeout`]. A bridge is only up once a port is.
     fn wait_oper_up(&mut self, name: &str, timeout: Duration) -> Result<(), NetError>;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_core::DefaultNla;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
     AfSpecBridge, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort, InfoData, InfoKind,
     InfoPortData, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
@@ -128,6 +128,40 @@ impl RtNetlink {
             .block(self.handle.address().get().execute().try_collect())
             .map_err(|e| nl_error("get addresses", "", e))?;
         Ok(msgs.iter().filter_map(address_of).collect())
+    }
+
+    /// The IPv6 addresses of link `index` that are still tentative; fails
+    /// with [`NetError::Conflict`] if DAD failed on any of them.
+    fn tentative_ipv6(
+        &self,
+        op: &'static str,
+        name: &str,
+        index: u32,
+    ) -> Result<Vec<IpNet>, NetError> {
+        let mut req = self.handle.address().get();
+        // An AF_INET6 dump goes to IPv6 alone; the index is filtered here,
+        // since kernels without strict checking ignore it in the request.
+        req.message_mut().header.family = AddressFamily::Inet6;
+        let msgs: Vec<AddressMessage> = self
+            .block(req.set_link_index_filter(index).execute().try_collect())
+            .map_err(|e| nl_error(op, name, e))?;
+        let mut tentative = Vec::new();
+        for msg in msgs.iter().filter(|m| m.header.index == index) {
+            let Some((_, addr)) = address_of(msg) else {
+                continue;
+            };
+            let flags = address_flags(msg);
+            if flags.contains(AddressFlags::Dadfailed) {
+                return Err(NetError::Conflict(format!(
+                    "duplicate address detection failed for {addr} on {name}: \
+                     another node on the link already uses it"
+                )));
+            }
+            if flags.contains(AddressFlags::Tentative) {
+                tentative.push(addr);
+            }
+        }
+        Ok(tentative)
     }
 
     fn bridge_port_msg(
@@ -300,6 +334,18 @@ fn address_of(msg: &AddressMessage) -> Option<(u32, IpNet)> {
     let ip = local.or(address)?;
     let net = IpNet::new(ip, msg.header.prefix_len).ok()?;
     Some((msg.header.index, net))
+}
+
+/// The address flags: the 32-bit `IFA_FLAGS` when the kernel sends it
+/// (since 3.14), else the header's 8 bits, which hold the DAD flags too.
+fn address_flags(msg: &AddressMessage) -> AddressFlags {
+    msg.attributes
+        .iter()
+        .find_map(|attr| match attr {
+            AddressAttribute::Flags(flags) => Some(*flags),
+            _ => None,
+        })
+        .unwrap_or_else(|| AddressFlags::from_bits_retain(u32::from(msg.header.flags.bits())))
 }
 
 fn route_addr(addr: &RouteAddress) -> Option<IpAddr> {
@@ -632,6 +678,44 @@ impl Netlink for RtNetlink {
     fn sysctl(&mut self, path: &str) -> Result<String, NetError> {
         let raw = self.sysctl_io(path, |full| std::fs::read_to_string(full))?;
         Ok(raw.trim_end_matches('\n').to_string())
+    }
+
+    fn wait_addresses_settled(&mut self, name: &str, timeout: Duration) -> Result<(), NetError> {
+        // The kernel announces the end of DAD only as an RTM_NEWADDR event on
+        // a multicast group; polling a dump of one family needs no second
+        // socket, and DAD itself takes a second or more, so the back-off
+        // costs little latency. The link is looked up on every round so that
+        // one deleted meanwhile is an error, not "no tentative addresses".
+        const OP: &str = "wait_addresses_settled";
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let index = self.index_of(OP, name)?;
+            let tentative = self.tentative_ipv6(OP, name, index)?;
+            if tentative.is_empty() {
+                return Ok(());
+            }
+            let waited = start.elapsed();
+            if waited >= timeout {
+                let list: Vec<String> = tentative.iter().map(ToString::to_string).collect();
+                // DAD does not start before the link has carrier.
+                let down = match self.get_link_msg(OP, name)? {
+                    Some(msg) if !link_facts(&msg).oper_up => {
+                        " (the link is not operationally up, so DAD cannot run)"
+                    }
+                    _ => "",
+                };
+                return Err(NetError::Timeout {
+                    what: format!(
+                        "duplicate address detection on {name} to finish; still tentative: {}{down}",
+                        list.join(", ")
+                    ),
+                    waited,
+                });
+            }
+            std::thread::sleep(pause.min(timeout - waited));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
 
     fn wait_oper_up(&mut self, name: &str, timeout: Duration) -> Result<(), NetError> {
@@ -1125,6 +1209,139 @@ mod tests {
             nl.link("d0").expect("get").expect("d0").kind.as_deref(),
             Some("dummy")
         );
+    }
+
+    /// Two namespaces joined by a veth `va`/`vb`, both ends up, with DAD on
+    /// (`accept_dad=1`) on both before they go up; `None` after SKIP.
+    fn dad_pair(test: &str) -> Option<(NetnsHandle, NetnsHandle, RtNetlink, RtNetlink)> {
+        let a = test_netns(test)?;
+        let b = NetnsHandle::new_unnamed().expect("second netns");
+        let mut nl = open(&a);
+        let mut nl_b = open(&b);
+        nl.create_veth("va", None, None, "vb", &b).expect("veth");
+        nl.set_sysctl("net/ipv6/conf/va/accept_dad", "1")
+            .expect("dad on va");
+        nl_b.set_sysctl("net/ipv6/conf/vb/accept_dad", "1")
+            .expect("dad on vb");
+        nl.set_up("va", true).expect("up");
+        nl_b.set_up("vb", true).expect("peer up");
+        nl.wait_oper_up("va", Duration::from_secs(5))
+            .expect("va oper up");
+        nl_b.wait_oper_up("vb", Duration::from_secs(5))
+            .expect("vb oper up");
+        Some((a, b, nl, nl_b))
+    }
+
+    /// Generous: DAD takes one retransmit interval (1 s) after a random
+    /// delay of up to 1 s, and tests run in parallel.
+    const DAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn ipv6_addresses_settle_after_dad() {
+        let Some((a, _b, mut nl, _nl_b)) = dad_pair("ipv6_addresses_settle_after_dad") else {
+            return;
+        };
+        let v6 = net("fd00:99::1/64");
+        nl.add_address("va", v6).expect("v6");
+        // DAD has not finished right after the address was added.
+        match nl.wait_addresses_settled("va", Duration::from_millis(20)) {
+            Err(NetError::Timeout { what, .. }) => {
+                assert!(
+                    what.contains("fd00:99::1/64") && what.contains("va"),
+                    "{what}"
+                );
+                assert!(!what.contains("not operationally up"), "{what}");
+            }
+            other => panic!("expected a timeout while tentative, got {other:?}"),
+        }
+        let start = Instant::now();
+        nl.wait_addresses_settled("va", DAD_TIMEOUT)
+            .expect("settles once DAD is done");
+        assert!(start.elapsed() < DAD_TIMEOUT);
+        // Settled stays settled, and answers without waiting.
+        nl.wait_addresses_settled("va", Duration::ZERO)
+            .expect("still settled");
+        assert!(nl
+            .link("va")
+            .expect("get")
+            .expect("va")
+            .addresses
+            .contains(&v6));
+
+        // An address added with IFA_F_NODAD skips DAD: settled at once.
+        let added = run_in_netns(&a, || {
+            Command::new("ip")
+                .args(["-6", "addr", "add", "fd00:99::3/64", "dev", "va", "nodad"])
+                .status()
+        })
+        .expect("enter netns");
+        if added.is_ok_and(|s| s.success()) {
+            nl.wait_addresses_settled("va", Duration::ZERO)
+                .expect("nodad address is settled at once");
+        } else {
+            eprintln!("SKIP part of ipv6_addresses_settle_after_dad: `ip addr add nodad` failed");
+        }
+        // One added where DAD is off (the bridge's default, `enabledad:
+        // false`) is still tentative until the kernel's DAD work runs and
+        // skips the probe: microseconds, well below the one-second probe.
+        nl.set_sysctl("net/ipv6/conf/va/accept_dad", "0")
+            .expect("dad off");
+        nl.add_address("va", net("fd00:99::4/64")).expect("v6");
+        nl.wait_addresses_settled("va", Duration::from_millis(900))
+            .expect("no DAD, settled without a probe");
+
+        // No IPv6 address at all is settled too; a missing link is not.
+        nl.wait_addresses_settled("lo", Duration::ZERO)
+            .expect("lo down, no addresses");
+        assert_eq!(
+            errno(nl.wait_addresses_settled("nope", Duration::ZERO)),
+            Errno::ENODEV
+        );
+    }
+
+    #[test]
+    fn ipv6_dad_failure_names_the_address() {
+        let Some((_a, _b, mut nl, mut nl_b)) = dad_pair("ipv6_dad_failure_names_the_address")
+        else {
+            return;
+        };
+        let v6 = net("fd00:99::1/64");
+        nl.add_address("va", v6).expect("v6 on va");
+        nl.wait_addresses_settled("va", DAD_TIMEOUT)
+            .expect("va settles");
+        // The same address on the other end: va answers vb's probe.
+        nl_b.add_address("vb", v6).expect("v6 on vb");
+        match nl_b.wait_addresses_settled("vb", DAD_TIMEOUT) {
+            Err(NetError::Conflict(msg)) => {
+                assert!(msg.contains("fd00:99::1/64") && msg.contains("vb"), "{msg}")
+            }
+            other => panic!("expected a DAD failure, got {other:?}"),
+        }
+        nl.wait_addresses_settled("va", Duration::ZERO)
+            .expect("the first owner keeps it");
+    }
+
+    #[test]
+    fn dad_on_a_link_without_carrier_times_out_and_says_why() {
+        let Some(a) = test_netns("dad_on_a_link_without_carrier_times_out_and_says_why") else {
+            return;
+        };
+        let b = NetnsHandle::new_unnamed().expect("second netns");
+        let mut nl = open(&a);
+        nl.create_veth("va", None, None, "vb", &b).expect("veth");
+        nl.set_sysctl("net/ipv6/conf/va/accept_dad", "1")
+            .expect("dad on");
+        // Up, but the peer is down: no carrier, so DAD never starts.
+        nl.set_up("va", true).expect("up");
+        nl.add_address("va", net("fd00:99::1/64")).expect("v6");
+        match nl.wait_addresses_settled("va", Duration::from_millis(100)) {
+            Err(NetError::Timeout { what, waited }) => {
+                assert!(waited >= Duration::from_millis(100));
+                assert!(what.contains("fd00:99::1/64"), "{what}");
+                assert!(what.contains("not operationally up"), "{what}");
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
     }
 
     /// `ip netns add` with a guard that deletes it again, also on panic.

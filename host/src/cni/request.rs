@@ -252,6 +252,15 @@ pub fn validate_interface_name(ifname: &str) -> Result<(), CniError> {
         )
         .with_details(quoted));
     }
+    // The kernel accepts control characters in names, but the reference's check
+    // does not look for them and no tool handles them well: refuse them here
+    // rather than let every container intent fail validation later.
+    if ifname.chars().any(char::is_control) {
+        return Err(
+            CniError::invalid_env("interface name contains control characters")
+                .with_details(quoted),
+        );
+    }
     Ok(())
 }
 

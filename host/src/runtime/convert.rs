@@ -136,6 +136,19 @@ pub(crate) fn intent_from_wit(i: wit::Intent) -> Result<Intent, String> {
             },
         },
         wit::Intent::GcMasquerade(network) => Intent::GcMasquerade { network },
+        wit::Intent::WaitAddressesSettled(l) => Intent::WaitAddressesSettled {
+            link: link_from_wit(l),
+        },
+        wit::Intent::SpoofCheck(s) => Intent::SpoofCheck {
+            port: s.port,
+            mac: mac(&s.mac)?,
+            container_id: s.container_id,
+            ifname: s.ifname,
+        },
+        wit::Intent::UnspoofCheck(k) => Intent::UnspoofCheck {
+            container_id: k.container_id,
+            ifname: k.ifname,
+        },
         wit::Intent::WaitOperUp(l) => Intent::WaitOperUp {
             link: link_from_wit(l),
         },

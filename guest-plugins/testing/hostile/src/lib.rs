@@ -10,8 +10,9 @@ wit_bindgen::generate!({
 use exports::wasm_cni::plugin::plugin::Guest;
 use wasm_cni::plugin::host;
 use wasm_cni::plugin::types::{
-    AddressSpec, CniResult, Command, Intent, LinkFacts, LinkRef, LogLevel, Netns, NetworkPlan,
-    PluginError, Request, VethSpec,
+    AddressSpec, AttachmentKey, BridgeSpec, CniInterface, CniIp, CniResult, Command, Intent,
+    LinkFacts, LinkRef, LogLevel, MacSpec, MasqBackend, MasqueradeSpec, Netns, NetworkPlan,
+    PluginError, PortSpec, Request, RouteSpec, SysctlSpec, VethSpec,
 };
 
 struct Hostile;
@@ -123,6 +124,91 @@ impl Guest for Hostile {
                     Err(e) => format!("socket denied: {e}"),
                 }))
             }
+            "outside-grant" => vec![Intent::AddAddress(AddressSpec {
+                link: LinkRef {
+                    ns: Netns::Container,
+                    name: req.ifname.clone(),
+                },
+                address: "192.168.1.5/24".to_string(),
+                ensure: false,
+            })],
+            "host-default-route" => vec![Intent::AddRoute(RouteSpec {
+                ns: Netns::Host,
+                dst: "0.0.0.0/0".to_string(),
+                gw: Some("10.123.0.1".to_string()),
+                dev: None,
+                priority: None,
+                table: None,
+                scope: None,
+            })],
+            "masq-foreign" => vec![Intent::Masquerade(MasqueradeSpec {
+                source: "10.55.0.0/16".to_string(),
+                network: "hostile-net".to_string(),
+                container_id: req.container_id.clone(),
+                ifname: req.ifname.clone(),
+                backend: MasqBackend::Nftables,
+            })],
+            "masq-other-attachment" => vec![Intent::Unmasquerade(AttachmentKey {
+                network: "hostile-net".to_string(),
+                container_id: "someone-else".to_string(),
+                ifname: req.ifname.clone(),
+            })],
+            "enslave-uplink" => vec![
+                Intent::CreateVeth(VethSpec {
+                    name: req.ifname.clone(),
+                    peer: "vethhostile0".to_string(),
+                    mtu: None,
+                    mac: None,
+                }),
+                Intent::AttachPort(PortSpec {
+                    port: "vethhostile0".to_string(),
+                    master: "uplink0".to_string(),
+                    hairpin: false,
+                    isolated: false,
+                }),
+            ],
+            "rename-host-link" => vec![Intent::SetMac(MacSpec {
+                link: LinkRef {
+                    ns: Netns::Host,
+                    name: "uplink0".to_string(),
+                },
+                mac: "02:00:00:00:00:01".to_string(),
+            })],
+            "delete-host-link" => vec![Intent::DeleteLink(LinkRef {
+                ns: Netns::Host,
+                name: "uplink0".to_string(),
+            })],
+            "readdress-host-link" => vec![Intent::AddAddress(AddressSpec {
+                link: LinkRef {
+                    ns: Netns::Host,
+                    name: "uplink0".to_string(),
+                },
+                address: "10.123.0.9/24".to_string(),
+                ensure: false,
+            })],
+            "foreign-bridge" => vec![Intent::EnsureBridge(BridgeSpec {
+                name: "docker0".to_string(),
+                mtu: None,
+                vlan_filtering: false,
+                promisc: false,
+            })],
+            "sysctl-escape" => vec![Intent::SetSysctl(SysctlSpec {
+                ns: Netns::Host,
+                key: "net/ipv4/conf/all/../../../../kernel/core_pattern".to_string(),
+                value: "|/bin/sh".to_string(),
+            })],
+            "peer-clash" => vec![
+                Intent::CreateVeth(VethSpec {
+                    name: req.ifname.clone(),
+                    peer: "uplink0".to_string(),
+                    mtu: None,
+                    mac: None,
+                }),
+                Intent::SetLinkUp(LinkRef {
+                    ns: Netns::Container,
+                    name: req.ifname.clone(),
+                }),
+            ],
             "bad-prefix" => {
                 let name = host::fresh_link_name("../../x");
                 vec![up(Netns::Container, &name)]
@@ -136,6 +222,23 @@ impl Guest for Hostile {
         match (attack(&req).as_str(), req.command) {
             ("no-result", Command::Add) => Ok(None),
             ("finish-panic", _) => panic!("hostile guest panicked after apply"),
+            ("lying-result", Command::Add) => Ok(Some(CniResult {
+                interfaces: vec![CniInterface {
+                    name: "eth0".to_string(),
+                    mac: None,
+                    mtu: None,
+                    sandbox: req.netns_path.clone(),
+                    socket_path: None,
+                    pci_id: None,
+                }],
+                ips: vec![CniIp {
+                    address: "10.123.0.77/24".to_string(),
+                    gateway: None,
+                    interface: Some(0),
+                }],
+                routes: vec![],
+                dns: None,
+            })),
             (_, Command::Add) => Ok(Some(CniResult {
                 interfaces: vec![],
                 ips: vec![],

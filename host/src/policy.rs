@@ -1,0 +1,474 @@
+//! The administrator's policy: what each plugin may ask for. Read from a
+//! root-owned file (`policyFile` in the settings, default
+//! `/etc/wasm-cni/policy.json`), never from the network configuration a tenant
+//! writes. A plugin is matched by name and/or `sha256:` digest; the bundled
+//! bridge, host-local and loopback get built-in grants; any other plugin gets
+//! nothing until granted.
+
+use std::fmt;
+use std::path::Path;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use crate::cni::{CniError, ErrorCode};
+use crate::plugins::{ComponentSource, Origin};
+
+/// The policy file read when the settings name none.
+pub const DEFAULT_POLICY_PATH: &str = "/etc/wasm-cni/policy.json";
+
+/// Every intent kind, as the WIT spells it.
+pub const INTENT_KINDS: &[&str] = &[
+    "ensure-bridge",
+    "create-veth",
+    "delete-link",
+    "set-link-up",
+    "set-link-down",
+    "set-mtu",
+    "set-mac",
+    "attach-port",
+    "flush-port-vlans",
+    "add-port-vlan",
+    "add-address",
+    "delete-address",
+    "add-route",
+    "set-sysctl",
+    "masquerade",
+    "unmasquerade",
+    "gc-masquerade",
+    "wait-oper-up",
+    "wait-addresses-settled",
+    "spoof-check",
+    "unspoof-check",
+];
+
+/// The sysctls any grant may name: `<if>` stands for an interface the plugin may
+/// touch in that namespace. Nothing outside this list can ever be granted.
+pub const SYSCTL_ALLOW_LIST: &[&str] = &[
+    "net/ipv4/ip_forward",
+    "net/ipv6/conf/all/forwarding",
+    "net/ipv4/conf/<if>/arp_notify",
+    "net/ipv4/conf/<if>/proxy_arp",
+    "net/ipv4/conf/<if>/rp_filter",
+    "net/ipv6/conf/<if>/accept_ra",
+    "net/ipv6/conf/<if>/accept_dad",
+    "net/ipv6/conf/<if>/enhanced_dad",
+    "net/ipv6/conf/<if>/disable_ipv6",
+    "net/ipv6/conf/<if>/keep_addr_on_down",
+];
+
+/// An intent kind named in a grant (checked against [`INTENT_KINDS`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntentKind(pub String);
+
+impl<'de> Deserialize<'de> for IntentKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if INTENT_KINDS.contains(&s.as_str()) {
+            Ok(IntentKind(s))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "unknown intent kind {s:?} (known: {})",
+                INTENT_KINDS.join(", ")
+            )))
+        }
+    }
+}
+
+/// A sysctl pattern from [`SYSCTL_ALLOW_LIST`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlPattern(pub String);
+
+impl<'de> Deserialize<'de> for SysctlPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if SYSCTL_ALLOW_LIST.contains(&s.as_str()) {
+            Ok(SysctlPattern(s))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "sysctl {s:?} is not on the allow-list ({})",
+                SYSCTL_ALLOW_LIST.join(", ")
+            )))
+        }
+    }
+}
+
+/// A link-name pattern: a literal, or with one `*` standing for any text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamePattern(pub String);
+
+impl NamePattern {
+    /// Whether `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        match self.0.split_once('*') {
+            None => self.0 == name,
+            Some((pre, post)) => {
+                name.len() >= pre.len() + post.len()
+                    && name.starts_with(pre)
+                    && name.ends_with(post)
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NamePattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = !s.is_empty()
+            && s.matches('*').count() <= 1
+            && s.len() <= 16
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.*".contains(c));
+        if ok {
+            Ok(NamePattern(s))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "link name pattern {s:?} must be letters, digits, '-', '_', '.' and at most one '*'"
+            )))
+        }
+    }
+}
+
+/// Which plugins a grant applies to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Matcher {
+    /// The plugin type / component name.
+    pub name: Option<String>,
+    /// `sha256:<64 hex>` of the component.
+    #[serde(default, deserialize_with = "digest")]
+    pub digest: Option<String>,
+}
+
+fn digest<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    let hex = s.strip_prefix("sha256:").unwrap_or("");
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(Some(hex.to_ascii_lowercase()))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "digest {s:?} must be sha256:<64 hex digits>"
+        )))
+    }
+}
+
+/// Per-plugin limits that override the settings' limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitOverrides {
+    pub deadline_ms: Option<u64>,
+    pub memory_bytes: Option<usize>,
+    pub max_intents: Option<usize>,
+}
+
+impl LimitOverrides {
+    /// `base` with these overrides applied.
+    pub fn apply(&self, base: &crate::runtime::Limits) -> crate::runtime::Limits {
+        let mut l = base.clone();
+        if let Some(ms) = self.deadline_ms {
+            l.deadline = std::time::Duration::from_millis(ms);
+        }
+        if let Some(m) = self.memory_bytes {
+            l.memory_bytes = m;
+        }
+        if let Some(n) = self.max_intents {
+            l.max_intents = n;
+        }
+        l
+    }
+}
+
+/// What one plugin may do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Grant {
+    /// Which plugins this grant is for.
+    #[serde(rename = "match")]
+    pub matcher: Matcher,
+    /// Intent kinds it may use.
+    #[serde(default)]
+    pub intents: Vec<IntentKind>,
+    /// Bridges it may create or adopt.
+    #[serde(default)]
+    pub bridges: Vec<NamePattern>,
+    /// Existing host interfaces it may use as a master (none by default).
+    #[serde(default)]
+    pub uplinks: Vec<NamePattern>,
+    /// Where it may assign addresses and route, besides what IPAM returned.
+    #[serde(default)]
+    pub cidrs: Vec<IpNet>,
+    /// Whether it may masquerade (only addresses IPAM returned or in `cidrs`).
+    #[serde(default)]
+    pub masquerade: bool,
+    /// Whether it may add routes in the host namespace (inside `cidrs`).
+    #[serde(default)]
+    pub host_routes: bool,
+    /// Sysctls it may set, from the allow-list.
+    #[serde(default)]
+    pub sysctls: Vec<SysctlPattern>,
+    /// Limits for this plugin.
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+impl Grant {
+    /// Whether the grant allows intents of `kind`.
+    pub fn allows_kind(&self, kind: &str) -> bool {
+        self.intents.iter().any(|k| k.0 == kind)
+    }
+
+    /// Whether `key` (e.g. `net/ipv4/conf/eth0/arp_notify`) is granted, given
+    /// whether its interface part may be touched.
+    pub fn allows_sysctl(&self, key: &str, interface_ok: impl Fn(&str) -> bool) -> bool {
+        self.sysctls.iter().any(|p| match p.0.split_once("<if>") {
+            None => p.0 == key,
+            Some((pre, post)) => key
+                .strip_prefix(pre)
+                .and_then(|rest| rest.strip_suffix(post))
+                .is_some_and(|ifname| !ifname.contains('/') && interface_ok(ifname)),
+        })
+    }
+}
+
+/// The policy file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Grants, first match wins.
+    #[serde(default)]
+    pub plugins: Vec<Grant>,
+}
+
+/// A policy file that does not parse: where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub line: usize,
+    pub column: usize,
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {}, column {}, at {}: {}",
+            self.line, self.column, self.path, self.message
+        )
+    }
+}
+
+fn json_error(e: serde_json::Error, path: String) -> PolicyError {
+    let message = e.to_string();
+    // serde_json appends " at line L column C"; keep the message clean.
+    let message = message
+        .rsplit_once(" at line ")
+        .map(|(m, _)| m.to_string())
+        .unwrap_or(message);
+    PolicyError {
+        line: e.line(),
+        column: e.column(),
+        path,
+        message,
+    }
+}
+
+fn kinds(list: &[&str]) -> Vec<IntentKind> {
+    list.iter().map(|k| IntentKind(k.to_string())).collect()
+}
+
+fn sysctls(list: &[&str]) -> Vec<SysctlPattern> {
+    list.iter().map(|k| SysctlPattern(k.to_string())).collect()
+}
+
+impl Policy {
+    /// Parse a policy file's text; errors carry line, column and key path.
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let policy: Policy = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = match e.path().to_string().as_str() {
+                "." | "" => "the top level".to_string(),
+                p => p.to_string(),
+            };
+            json_error(e.into_inner(), path)
+        })?;
+        de.end()
+            .map_err(|e| json_error(e, "the end of the file".to_string()))?;
+        Ok(policy)
+    }
+
+    /// The policy in `path`, or none when the file does not exist.
+    pub fn load(path: &Path) -> Result<Option<Self>, CniError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(CniError::new(
+                    ErrorCode::IoFailure,
+                    format!("cannot read policy {}: {e}", path.display()),
+                ))
+            }
+        };
+        Self::parse(&text).map(Some).map_err(|e| {
+            CniError::new(
+                ErrorCode::InvalidNetworkConfig,
+                format!("invalid policy {}: {e}", path.display()),
+            )
+            .with_details("fix the file (wasm-cni policy check explains it); nothing was run")
+        })
+    }
+
+    /// The grant for a component: the first matching grant of the file, else the
+    /// built-in grant of a bundled plugin, else nothing.
+    pub fn grant_for(policy: Option<&Policy>, source: &ComponentSource) -> Grant {
+        let file_grant = policy.and_then(|p| {
+            p.plugins.iter().find(|g| {
+                let m = &g.matcher;
+                (m.name.is_some() || m.digest.is_some())
+                    && m.name.as_ref().is_none_or(|n| *n == source.name)
+                    && m.digest.as_ref().is_none_or(|d| *d == source.sha256)
+            })
+        });
+        if let Some(g) = file_grant {
+            return g.clone();
+        }
+        if source.origin == Origin::Bundled {
+            if let Some(g) = builtin_grant(&source.name) {
+                return g;
+            }
+        }
+        Grant::default()
+    }
+}
+
+/// The grants of the bundled plugins: what the reference plugins do.
+pub fn builtin_grant(name: &str) -> Option<Grant> {
+    let matcher = Matcher {
+        name: Some(name.to_string()),
+        digest: None,
+    };
+    match name {
+        "loopback" => Some(Grant {
+            matcher,
+            intents: kinds(&["set-link-up", "set-link-down"]),
+            ..Grant::default()
+        }),
+        "bridge" => Some(Grant {
+            matcher,
+            intents: kinds(&[
+                "ensure-bridge",
+                "create-veth",
+                "delete-link",
+                "set-link-up",
+                "attach-port",
+                "flush-port-vlans",
+                "add-port-vlan",
+                "add-address",
+                "delete-address",
+                "add-route",
+                "set-sysctl",
+                "masquerade",
+                "unmasquerade",
+                "gc-masquerade",
+                "wait-oper-up",
+                "wait-addresses-settled",
+                "spoof-check",
+                "unspoof-check",
+            ]),
+            // A drop-in must accept whatever bridge name the config uses.
+            bridges: vec![NamePattern("*".into())],
+            masquerade: true,
+            sysctls: sysctls(SYSCTL_ALLOW_LIST),
+            ..Grant::default()
+        }),
+        "host-local" => Some(Grant {
+            matcher,
+            ..Grant::default()
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let text = "{\n  \"plugins\": [\n    {\"match\": {\"name\": \"x\"},\n     \"intents\": [\"set-link-up\", \"frobnicate\"]}\n  ]\n}";
+        let e = Policy::parse(text).expect_err("bad kind");
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.path.contains("plugins[0].intents[1]"), "{e}");
+        assert!(
+            e.message.contains("unknown intent kind \"frobnicate\""),
+            "{e}"
+        );
+
+        let e = Policy::parse(
+            "{\"plugins\": [{\"match\": {}, \"sysctls\": [\"kernel/core_pattern\"]}]}",
+        )
+        .expect_err("bad sysctl");
+        assert!(e.message.contains("not on the allow-list"), "{e}");
+        let e = Policy::parse("{\"plugin\": []}").expect_err("typo");
+        assert!(e.message.contains("unknown field `plugin`"), "{e}");
+        let e = Policy::parse("{\"plugins\": [{\"match\": {\"digest\": \"md5:1\"}}]}")
+            .expect_err("digest");
+        assert!(e.path.contains("digest"), "{e}");
+        let e = Policy::parse("{\"plugins\": [{\"match\": {}, \"cidrs\": [\"10.0.0.0/33\"]}]}")
+            .expect_err("cidr");
+        assert!(e.path.contains("cidrs[0]"), "{e}");
+    }
+
+    fn source(name: &str, origin: Origin) -> ComponentSource {
+        ComponentSource {
+            name: name.into(),
+            bytes: Cow::Borrowed(b""),
+            sha256: "ab".repeat(32),
+            origin,
+        }
+    }
+
+    #[test]
+    fn grants_match_by_name_and_digest_and_default_to_nothing() {
+        let p = Policy::parse(&format!(
+            r#"{{"plugins": [
+                {{"match": {{"name": "tenant", "digest": "sha256:{}"}}, "intents": ["set-link-up"]}},
+                {{"match": {{"name": "bridge"}}, "intents": ["create-veth"]}}
+            ]}}"#,
+            "AB".repeat(32)
+        ))
+        .expect("parses");
+        let g = Policy::grant_for(Some(&p), &source("tenant", Origin::File("/x".into())));
+        assert!(g.allows_kind("set-link-up"));
+        let mut other = source("tenant", Origin::File("/x".into()));
+        other.sha256 = "cd".repeat(32);
+        assert_eq!(Policy::grant_for(Some(&p), &other).intents, vec![]);
+        // A file grant replaces the built-in one.
+        let b = Policy::grant_for(Some(&p), &source("bridge", Origin::Bundled));
+        assert!(b.allows_kind("create-veth") && !b.allows_kind("masquerade"));
+        // No file: bundled plugins get their built-in grant, others nothing.
+        assert!(Policy::grant_for(None, &source("bridge", Origin::Bundled)).masquerade);
+        let installed = Policy::grant_for(None, &source("bridge", Origin::File("/x".into())));
+        assert!(
+            installed.intents.is_empty(),
+            "an installed file is not the bundled bridge"
+        );
+    }
+
+    #[test]
+    fn patterns_and_sysctls() {
+        let p = NamePattern("cni*".into());
+        assert!(p.matches("cni0") && p.matches("cni") && !p.matches("docker0"));
+        assert!(NamePattern("*".into()).matches("anything"));
+        assert!(
+            NamePattern("br0".into()).matches("br0") && !NamePattern("br0".into()).matches("br01")
+        );
+        let g = builtin_grant("bridge").expect("bridge");
+        assert!(g.allows_sysctl("net/ipv4/ip_forward", |_| false));
+        assert!(g.allows_sysctl("net/ipv4/conf/eth0/arp_notify", |i| i == "eth0"));
+        assert!(!g.allows_sysctl("net/ipv4/conf/eth1/arp_notify", |i| i == "eth0"));
+        assert!(!g.allows_sysctl("net/ipv4/conf/a/b/arp_notify", |_| true));
+        assert!(!g.allows_sysctl("kernel/core_pattern", |_| true));
+    }
+}
