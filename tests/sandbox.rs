@@ -57,7 +57,7 @@ fn settings_file() -> &'static str {
                 .to_string(),
             )
             .expect("write policy");
-            let settings = json!({"policyFile": policy, "limits": {
+            let settings = json!({"policyFile": policy, "auditLog": dir.path().join("audit.log"), "limits": {
                 "deadlineMs": 1000, "memoryBytes": 32 << 20, "outputBytes": 65536,
                 "hostcallBytes": 1 << 20, "maxIntents": 256
             }});
@@ -211,6 +211,97 @@ fn policy_check_explains_errors() -> TestResult {
     Ok(())
 }
 
+fn audit_log() -> std::path::PathBuf {
+    std::path::Path::new(settings_file()).with_file_name("audit.log")
+}
+
+/// Every applied or rejected plan is one JSON line in the audit trail.
+fn audit_trail_records_plans() -> TestResult {
+    let (rejected, _, _) = attack("host-link", "ADD")?;
+    rejected.error(100)?;
+    let (applied, _, _) = attack("none", "ADD")?;
+    applied.ok()?;
+    let text = std::fs::read_to_string(audit_log()).map_err(fail)?;
+    let entries: Vec<serde_json::Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .map_err(fail)?;
+    let rejected = entries
+        .iter()
+        .find(|e| e["outcome"] == "rejected" && e["intents"][0]["kind"] == "set-link-down");
+    ensure!(rejected.is_some(), "no rejected entry in {text}");
+    let e = rejected.expect("checked");
+    ensure!(
+        e["plugin"] == "hostile" && e["network"] == "hostile-net" && e["command"] == "ADD",
+        "{e}"
+    );
+    ensure!(e["sha256"].as_str().is_some_and(|s| s.len() == 64), "{e}");
+    ensure!(
+        e["error"].as_str().is_some_and(|m| m.contains("host link")),
+        "{e}"
+    );
+    ensure!(
+        entries.iter().any(|e| e["outcome"] == "applied"),
+        "no applied entry in {text}"
+    );
+    Ok(())
+}
+
+/// `wasm-cni plan` shows the validated plan and changes nothing, IPAM included.
+fn plan_command_applies_nothing() -> TestResult {
+    let sb = Sandbox::new("plan")?;
+    let dir = tempfile::tempdir().map_err(fail)?;
+    let settings = dir.path().join("settings.json");
+    std::fs::write(&settings, json!({"ipamDataDirs": [dir.path()]}).to_string()).map_err(fail)?;
+    let host_before = sb.host.snapshot()?;
+    let container_before = sb.container.snapshot()?;
+    let conf = json!({"cniVersion": "1.0.0", "name": "plan-net", "type": "bridge",
+        "isGateway": true, "ipMasq": true,
+        "ipam": {"type": "host-local", "subnet": "10.45.0.0/24", "dataDir": dir.path()}})
+    .to_string();
+    let env = CniEnv::new("ADD", &sb.container.path())
+        .set("WASM_CNI_CONFIG", &settings.display().to_string());
+    let out = exec(Plugin::Tool(&["plan", "--json"]), &sb.host, &env, &conf)?.ok()?;
+    let report = out.json()?;
+    ensure!(
+        report["verdict"] == "accepted" && report["grant"] == "built-in",
+        "{report}"
+    );
+    let kinds: Vec<&str> = report["intents"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|i| i["kind"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        kinds.contains(&"ensure-bridge") && kinds.contains(&"masquerade"),
+        "{kinds:?}"
+    );
+    ensure!(
+        report["intents"].to_string().contains("10.45.0.2/24"),
+        "IPAM ran on a copy: {report}"
+    );
+    ensure!(sb.host.snapshot()? == host_before, "plan changed the host");
+    ensure!(
+        sb.container.snapshot()? == container_before,
+        "plan changed the container"
+    );
+    ensure!(
+        !dir.path().join("plan-net").exists(),
+        "plan touched the IPAM state"
+    );
+    // A plan the rules refuse is shown with its verdict.
+    shared_host().install_test_guest("hostile", "hostile");
+    let stdin = json!({"cniVersion": "1.0.0", "name": "hostile-net", "type": "hostile", "attack": "host-link"}).to_string();
+    let env = CniEnv::new("ADD", &sb.container.path()).set("WASM_CNI_CONFIG", settings_file());
+    let out = exec(Plugin::Tool(&["plan", "--json"]), &sb.host, &env, &stdin)?.ok()?;
+    let report = out.json()?;
+    ensure!(
+        report["code"] == 100 && report["grant"] == "policy file",
+        "{report}"
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
         privileged(
@@ -218,6 +309,14 @@ fn main() -> std::process::ExitCode {
             unknown_plugin_gets_nothing,
         ),
         plain("policy_check_explains_errors", policy_check_explains_errors),
+        privileged(
+            "sandbox_audit_trail_records_plans",
+            audit_trail_records_plans,
+        ),
+        privileged(
+            "sandbox_plan_command_applies_nothing",
+            plan_command_applies_nothing,
+        ),
         privileged(
             "sandbox_every_attack_is_contained",
             every_attack_is_contained,

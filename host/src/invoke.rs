@@ -12,6 +12,7 @@ use crate::apply::applier::{apply_best_effort, Kernel, MasqDoors, Transaction};
 use crate::apply::netlink::NetError;
 use crate::apply::netns::NetnsHandle;
 use crate::apply::rtnl::RtNetlink;
+use crate::audit::{self, AuditTrail};
 use crate::cni::{self, CniError, CniResult, CniVersion, Command, ErrorCode, Invocation, Request};
 use crate::ipam::IpamDelegate;
 use crate::plan::{Intent, MasqRuleFacts, ObservedLink, ObservedRoute, Side};
@@ -65,7 +66,7 @@ pub fn run(
     let version = request.config.cni_version;
     let started = Instant::now();
     let request = Arc::new(request);
-    let outcome = serve(invoked_as, &request, settings, env);
+    let outcome = serve(invoked_as, &request, settings, env, None);
     tracing::info!(
         command = ?request.command,
         container = %request.container_id,
@@ -289,11 +290,53 @@ fn is_read_only(c: Command) -> bool {
     matches!(c, Command::Check | Command::Status)
 }
 
+/// Run the plugin on a request and return its validated plan without applying
+/// anything (`wasm-cni plan`). IPAM components run on a scratch copy of their
+/// state; native IPAM binaries are refused.
+pub fn plan_only(
+    invoked_as: Option<&str>,
+    env: &BTreeMap<String, String>,
+    stdin: &[u8],
+    settings: &Settings,
+) -> Result<PlanReport, CniError> {
+    let request = match cni::parse_invocation(env, stdin)? {
+        Invocation::Request(r) => Arc::new(r),
+        _ => {
+            return Err(CniError::new(
+                ErrorCode::InvalidEnvironment,
+                "set CNI_COMMAND to ADD, DEL, CHECK, GC or STATUS to plan a request",
+            ))
+        }
+    };
+    let slot = Mutex::new(None);
+    serve(invoked_as, &request, settings, env, Some(&slot))?;
+    slot.into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .ok_or_else(|| {
+            CniError::new(
+                ErrorCode::InvalidNetworkConfig,
+                "this component is an IPAM plugin: it has no plan to show",
+            )
+        })
+}
+
+fn grant_origin(grant: &Grant) -> String {
+    match (
+        grant.intents.is_empty(),
+        crate::policy::builtin_grant(grant.matcher.name.as_deref().unwrap_or("")),
+    ) {
+        (true, _) => "none".to_string(),
+        (false, Some(b)) if b == *grant => "built-in".to_string(),
+        (false, _) => "policy file".to_string(),
+    }
+}
+
 fn serve(
     invoked_as: Option<&str>,
     request: &Arc<Request>,
     settings: &Settings,
     env: &BTreeMap<String, String>,
+    dry_run: Option<&Mutex<Option<PlanReport>>>,
 ) -> Result<Option<String>, CniError> {
     let store = PluginStore::new(&settings.plugin_dir);
     let source = {
@@ -338,14 +381,21 @@ fn serve(
     drop(t_load);
     tracing::debug!(plugin = %source.name, sha256 = %source.sha256, ?from, "component loaded");
     let guest_req = guest_request(request)?;
-    let ipam = Arc::new(IpamDelegate::new(
+    let mut delegate = IpamDelegate::new(
         Arc::clone(request),
         guest_req.clone(),
         Arc::new(settings.clone()),
         env.clone(),
         Arc::clone(&runtime),
-    ));
+    );
+    if dry_run.is_some() {
+        delegate = delegate.dry_run();
+    }
+    let ipam = Arc::new(delegate);
     if runtime.is_ipam_component(&component) {
+        if dry_run.is_some() {
+            return Ok(None);
+        }
         // Invoked directly as an IPAM plugin (`host-local` symlink): serve it as
         // the reference binary would, with no links to touch.
         let result = ipam.run_loaded(&component, guest_command(request.command)?)?;
@@ -370,11 +420,14 @@ fn serve(
         kernel: &kernel,
         ipam: &ipam,
         plugin: &source.name,
+        sha256: &source.sha256,
+        audit: &AuditTrail::new(settings.audit_log.clone()),
         guest_req: &guest_req,
         has_container: container_ns.is_some(),
+        dry_run,
     };
     let outcome = plan_and_apply(&ctx);
-    if outcome.is_err() && request.command == Command::Add && ipam.added() {
+    if outcome.is_err() && request.command == Command::Add && ipam.added() && dry_run.is_none() {
         // A failed ADD releases what IPAM gave, as the spec asks.
         if let Err(e) = ipam.run(GuestCommand::Del) {
             tracing::error!("releasing IPAM after a failed ADD: {}", e.msg);
@@ -393,8 +446,26 @@ struct PlanContext<'a> {
     kernel: &'a Arc<Mutex<Kernel>>,
     ipam: &'a Arc<IpamDelegate>,
     plugin: &'a str,
+    sha256: &'a str,
+    audit: &'a AuditTrail,
     guest_req: &'a GuestRequest,
     has_container: bool,
+    /// `wasm-cni plan`: stop after validation and leave the plan here.
+    dry_run: Option<&'a Mutex<Option<PlanReport>>>,
+}
+
+/// What `wasm-cni plan` shows: the plan, who granted it, and the verdict.
+#[derive(Debug, serde::Serialize)]
+pub struct PlanReport {
+    pub plugin: String,
+    pub sha256: String,
+    /// `policy file`, `built-in` or `none`.
+    pub grant: String,
+    pub intents: Vec<Intent>,
+    /// `accepted`, or the error that refused the plan.
+    pub verdict: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<u32>,
 }
 
 fn plan_and_apply(ctx: &PlanContext<'_>) -> Result<Option<String>, CniError> {
@@ -407,8 +478,11 @@ fn plan_and_apply(ctx: &PlanContext<'_>) -> Result<Option<String>, CniError> {
         kernel,
         ipam,
         plugin,
+        sha256,
+        audit,
         guest_req,
         has_container,
+        dry_run,
     } = *ctx;
     let services = KernelServices {
         kernel: Arc::clone(kernel),
@@ -444,32 +518,84 @@ fn plan_and_apply(ctx: &PlanContext<'_>) -> Result<Option<String>, CniError> {
         grant,
         ipam: &ipam_results,
     };
-    if is_read_only(request.command) && !intents.is_empty() {
-        return Err(CniError::new(
+    let record = |outcome: audit::Outcome, error: Option<&str>| {
+        audit.record(&audit::Entry {
+            time: AuditTrail::now(),
+            command: request.command.as_str(),
+            container: &request.container_id,
+            network: &request.config.name,
+            ifname: &request.ifname,
+            plugin,
+            sha256,
+            intents: &intents,
+            outcome,
+            error,
+        })
+    };
+    let checked = if is_read_only(request.command) && !intents.is_empty() {
+        Err(CniError::new(
             ErrorCode::ContractViolation,
             format!(
                 "{:?} must not change anything, but the plugin planned {} intents",
                 request.command,
                 intents.len()
             ),
-        ));
-    }
-    {
+        ))
+    } else {
         let _t = timing::phase("validate");
-        validate::validate_plan(&intents, &inv)?;
+        validate::validate_plan(&intents, &inv)
+    };
+    if let Some(slot) = dry_run {
+        let report = PlanReport {
+            plugin: plugin.to_string(),
+            sha256: sha256.to_string(),
+            grant: grant_origin(grant),
+            intents,
+            verdict: match &checked {
+                Ok(()) => "accepted".to_string(),
+                Err(e) => e.msg.clone(),
+            },
+            code: checked.as_ref().err().map(|e| e.code.as_u32()),
+        };
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+        return Ok(None);
     }
+    if let Err(e) = checked {
+        record(audit::Outcome::Rejected, Some(&e.msg));
+        return Err(e);
+    }
+    let outcome = apply_and_finish(&mut instance, ctx, &intents, &ipam_results);
+    match &outcome {
+        Ok(_) => record(audit::Outcome::Applied, None),
+        Err(e) => record(audit::Outcome::Failed, Some(&e.msg)),
+    }
+    outcome
+}
 
+/// Apply a validated plan and let the guest build the result.
+fn apply_and_finish(
+    instance: &mut crate::runtime::PluginInstance,
+    ctx: &PlanContext<'_>,
+    intents: &[Intent],
+    ipam_results: &[CniResult],
+) -> Result<Option<String>, CniError> {
+    let PlanContext {
+        request,
+        kernel,
+        guest_req,
+        ..
+    } = *ctx;
     let result = if request.command == Command::Add {
         let mut tx = Transaction::new(Arc::clone(kernel));
         let t_apply = timing::phase("apply");
-        tx.apply_all(&intents).map_err(|e| {
+        tx.apply_all(intents).map_err(|e| {
             CniError::new(ErrorCode::ApplyFailed, e.to_string())
                 .with_details("every change made before the failure was undone")
         })?;
         drop(t_apply);
         let observed = {
             let _t = timing::phase("observe");
-            observe(kernel, &intents)
+            observe(kernel, intents)
         };
         let result = {
             let _t = timing::phase("guest-finish");
@@ -481,7 +607,7 @@ fn plan_and_apply(ctx: &PlanContext<'_>) -> Result<Option<String>, CniError> {
                 "plugin returned no result for ADD",
             )
         })?;
-        check_result(&result, request, &observed, &ipam_results)?;
+        check_result(&result, request, &observed, ipam_results)?;
         let rendered = {
             let _t = timing::phase("render");
             cni::render_result_string(&result, request.config.cni_version)?
@@ -491,13 +617,13 @@ fn plan_and_apply(ctx: &PlanContext<'_>) -> Result<Option<String>, CniError> {
     } else {
         if matches!(request.command, Command::Del | Command::Gc) {
             let _t = timing::phase("apply");
-            let failures = apply_best_effort(&mut lock(kernel), &intents);
+            let failures = apply_best_effort(&mut lock(kernel), intents);
             if !failures.is_empty() {
                 let msgs: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
                 return Err(CniError::new(ErrorCode::ApplyFailed, msgs.join("; ")));
             }
         }
-        let observed = observe(kernel, &intents);
+        let observed = observe(kernel, intents);
         instance.finish(guest_req, &observed)?;
         None
     };

@@ -35,6 +35,9 @@ pub struct IpamDelegate {
     /// Every result IPAM returned in this invocation: the validator allows
     /// exactly these addresses.
     results: Mutex<Vec<CniResult>>,
+    /// `wasm-cni plan`: run IPAM components on a scratch copy of their state, and
+    /// never exec a native IPAM binary (it would allocate for real).
+    dry_run: bool,
 }
 
 impl IpamDelegate {
@@ -55,7 +58,14 @@ impl IpamDelegate {
             runtime,
             added: AtomicBool::new(false),
             results: Mutex::new(Vec::new()),
+            dry_run: false,
         }
+    }
+
+    /// The same delegate, for a dry run.
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
     }
 
     /// Whether an IPAM ADD succeeded during this invocation (so a failed ADD must
@@ -116,7 +126,19 @@ impl IpamDelegate {
         command: GuestCommand,
     ) -> Result<Option<CniResult>, CniError> {
         let dir = self.state_dir()?;
-        let _lock = lock_dir(&dir)?;
+        // A dry run reads the real state under its lock, then works on a copy.
+        let (_lock, scratch) = if self.dry_run {
+            let copy = if dir.exists() {
+                let _held = lock_dir(&dir)?;
+                ScratchCopy::of(&dir)?
+            } else {
+                ScratchCopy::of(&dir)?
+            };
+            (None, Some(copy))
+        } else {
+            (Some(lock_dir(&dir)?), None)
+        };
+        let dir = scratch.as_ref().map_or(dir.clone(), |s| s.path.clone());
         let mut instance = self.runtime.instantiate_ipam(
             component,
             Box::new(NoServices),
@@ -176,6 +198,9 @@ impl IpamDelegate {
             )));
         }
         let dir = data_dir.join(&self.request.config.name);
+        if self.dry_run {
+            return Ok(dir);
+        }
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
@@ -200,6 +225,14 @@ impl IpamDelegate {
         ipam_type: &str,
         command: GuestCommand,
     ) -> Result<Option<CniResult>, CniError> {
+        if self.dry_run {
+            return Err(CniError::new(
+                ErrorCode::InvalidNetworkConfig,
+                format!(
+                    "cannot plan with the native IPAM plugin {ipam_type:?}: it would allocate for real"
+                ),
+            ));
+        }
         let binary = find_in_path(ipam_type, &self.request.path).ok_or_else(|| {
             CniError::new(
                 ErrorCode::InvalidNetworkConfig,
@@ -260,6 +293,51 @@ impl IpamDelegate {
             )
         })?;
         cni::parse_result(&value, self.request.config.cni_version).map(Some)
+    }
+}
+
+/// A throwaway copy of a state directory (for dry runs), removed on drop.
+struct ScratchCopy {
+    path: PathBuf,
+}
+
+impl ScratchCopy {
+    fn of(dir: &Path) -> Result<Self, CniError> {
+        let io = |e: std::io::Error| {
+            CniError::new(
+                ErrorCode::IoFailure,
+                format!("cannot copy {} for a dry run: {e}", dir.display()),
+            )
+        };
+        let mut suffix = [0u8; 8];
+        let _ = getrandom::fill(&mut suffix);
+        let path = std::env::temp_dir().join(format!(
+            "wasm-cni-plan-{}-{}",
+            std::process::id(),
+            u64::from_be_bytes(suffix)
+        ));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(io)?;
+        let copy = ScratchCopy { path };
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(copy),
+            Err(e) => return Err(io(e)),
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                fs::copy(entry.path(), copy.path.join(entry.file_name())).map_err(io)?;
+            }
+        }
+        Ok(copy)
+    }
+}
+
+impl Drop for ScratchCopy {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
     }
 }
 

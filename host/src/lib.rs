@@ -6,6 +6,7 @@
 //! place that touches stdout and the exit status.
 
 pub mod apply;
+pub mod audit;
 pub mod cni;
 pub mod invoke;
 pub mod ipam;

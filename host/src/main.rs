@@ -162,6 +162,17 @@ enum Tool {
     },
     /// Print the versions of wasm-cni, the WIT contract, wasmtime and CNI.
     Version,
+    /// Run a plugin on a CNI request (the CNI_* environment and the config on
+    /// stdin, as a runtime would send them) and print its validated plan, without
+    /// applying anything.
+    Plan {
+        /// The plugin type to run (default: the config's `type` or `wasm.component`).
+        #[arg(long = "as")]
+        plugin: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Work with the administrator's policy file.
     Policy {
         #[command(subcommand)]
@@ -196,6 +207,7 @@ fn tool_main(env: &BTreeMap<String, String>) -> ExitCode {
         Tool::Policy {
             command: PolicyTool::Check { file },
         } => policy_check(&file),
+        Tool::Plan { plugin, json } => plan(&settings, env, plugin.as_deref(), json),
         Tool::Version => {
             println!("wasm-cni {}", env!("CARGO_PKG_VERSION"));
             println!("WIT contract: {WIT_PACKAGE}");
@@ -214,6 +226,44 @@ fn tool_main(env: &BTreeMap<String, String>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn plan(
+    settings: &Settings,
+    env: &BTreeMap<String, String>,
+    plugin: Option<&str>,
+    json: bool,
+) -> Result<(), CniError> {
+    let mut stdin = Vec::new();
+    std::io::stdin().read_to_end(&mut stdin).map_err(|e| {
+        CniError::new(
+            ErrorCode::IoFailure,
+            format!("error reading from stdin: {e}"),
+        )
+    })?;
+    let report = invoke::plan_only(plugin, env, &stdin, settings)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    println!(
+        "plugin {} (sha256:{}), grant: {}",
+        report.plugin, report.sha256, report.grant
+    );
+    for (i, intent) in report.intents.iter().enumerate() {
+        println!("  #{i:<3} {:<22} {intent}", intent.kind());
+    }
+    match report.code {
+        None => println!(
+            "verdict: accepted ({} intents); nothing was applied",
+            report.intents.len()
+        ),
+        Some(code) => println!("verdict: rejected (code {code}): {}", report.verdict),
+    }
+    Ok(())
 }
 
 fn policy_check(file: &std::path::Path) -> Result<(), CniError> {

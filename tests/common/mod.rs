@@ -217,6 +217,8 @@ pub enum Plugin<'a> {
     Ours(&'a str),
     /// `/usr/lib/cni/<name>`.
     Reference(&'a str),
+    /// `wasm-cni` with these arguments (e.g. `plan --json`).
+    Tool(&'a [&'a str]),
 }
 
 /// Settings shared by the test binary: one precompiled cache for the whole run
@@ -380,6 +382,12 @@ pub fn exec(
             c
         }
         Plugin::Reference(name) => Command::new(Path::new(REFERENCE_DIR).join(name)),
+        Plugin::Tool(args) => {
+            let mut c = Command::new(BIN);
+            c.args(args);
+            c.envs(shared_host().env());
+            c
+        }
     };
     for (k, v) in [
         ("CNI_COMMAND", &env.command),
