@@ -234,7 +234,7 @@ impl HostServices for KernelServices {
                 break;
             }
             name = format!("{prefix}{:08x}", u32::from_be_bytes(bytes));
-            if matches!(kernel.host.link(&name), Ok(None)) {
+            if matches!(kernel.host.link_brief(&name), Ok(None)) {
                 break;
             }
         }

@@ -132,11 +132,7 @@ impl Kernel {
         let nl = self.side(side).ok()?;
         let facts = nl.link(name).ok()??;
         let master = match facts.master {
-            Some(index) => nl
-                .links()
-                .ok()
-                .and_then(|links| links.into_iter().find(|l| l.index == index))
-                .map(|l| l.name),
+            Some(index) => nl.link_by_index(index).ok().flatten().map(|l| l.name),
             None => None,
         };
         Some(ObservedLink {
@@ -300,7 +296,7 @@ fn apply_one(k: &mut Kernel, intent: &Intent, journal: &mut Vec<Undo>) -> Result
             vlan_filtering,
             promisc,
         } => {
-            let existing = k.host.link(name)?;
+            let existing = k.host.link_brief(name)?;
             let facts = match existing {
                 Some(f) => f,
                 None => {
@@ -314,7 +310,7 @@ fn apply_one(k: &mut Kernel, intent: &Intent, journal: &mut Vec<Undo>) -> Result
                         Err(e) if e.is_exists() => {}
                         Err(e) => return Err(e),
                     }
-                    k.host.link(name)?.ok_or_else(|| NetError::NotFound {
+                    k.host.link_brief(name)?.ok_or_else(|| NetError::NotFound {
                         what: format!("bridge {name} right after creating it"),
                     })?
                 }
@@ -367,7 +363,12 @@ fn apply_one(k: &mut Kernel, intent: &Intent, journal: &mut Vec<Undo>) -> Result
         Intent::SetLinkUp { link } | Intent::SetLinkDown { link } => {
             let up = matches!(intent, Intent::SetLinkUp { .. });
             let nl = k.side(link.side)?;
-            let facts = nl.link(&link.name)?.ok_or_else(|| NetError::NotFound {
+            let facts = if link.side == Side::Host {
+                nl.link_brief(&link.name)?
+            } else {
+                nl.link(&link.name)?
+            }
+            .ok_or_else(|| NetError::NotFound {
                 what: format!("link {link}"),
             })?;
             if facts.admin_up != up {
@@ -385,9 +386,11 @@ fn apply_one(k: &mut Kernel, intent: &Intent, journal: &mut Vec<Undo>) -> Result
         }
         Intent::SetMtu { link, mtu } => {
             let nl = k.side(link.side)?;
-            let facts = nl.link(&link.name)?.ok_or_else(|| NetError::NotFound {
-                what: format!("link {link}"),
-            })?;
+            let facts = nl
+                .link_brief(&link.name)?
+                .ok_or_else(|| NetError::NotFound {
+                    what: format!("link {link}"),
+                })?;
             if facts.mtu != *mtu {
                 nl.set_mtu(&link.name, *mtu)?;
                 journal.push(Undo::SetMtu(link.side, link.name.clone(), facts.mtu));
@@ -395,9 +398,11 @@ fn apply_one(k: &mut Kernel, intent: &Intent, journal: &mut Vec<Undo>) -> Result
         }
         Intent::SetMac { link, mac } => {
             let nl = k.side(link.side)?;
-            let facts = nl.link(&link.name)?.ok_or_else(|| NetError::NotFound {
-                what: format!("link {link}"),
-            })?;
+            let facts = nl
+                .link_brief(&link.name)?
+                .ok_or_else(|| NetError::NotFound {
+                    what: format!("link {link}"),
+                })?;
             if facts.mac != Some(mac.0) {
                 nl.set_mac(&link.name, mac.0)?;
                 if let Some(old) = facts.mac {
@@ -411,7 +416,7 @@ fn apply_one(k: &mut Kernel, intent: &Intent, journal: &mut Vec<Undo>) -> Result
             hairpin,
             isolated,
         } => {
-            let before = k.host.link(port)?.ok_or_else(|| NetError::NotFound {
+            let before = k.host.link_brief(port)?.ok_or_else(|| NetError::NotFound {
                 what: format!("link host:{port}"),
             })?;
             let old_master = match before.master {
@@ -570,7 +575,7 @@ impl Drop for Transaction {
 /// Setting its current (random) MAC explicitly freezes it; the reference pins it
 /// the same way when it adds the gateway address.
 fn pin_mac(k: &mut Kernel, name: &str) -> Result<(), NetError> {
-    if let Some(mac) = k.host.link(name)?.and_then(|l| l.mac) {
+    if let Some(mac) = k.host.link_brief(name)?.and_then(|l| l.mac) {
         k.host.set_mac(name, mac)?;
     }
     Ok(())

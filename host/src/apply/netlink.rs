@@ -336,6 +336,17 @@ pub trait Netlink: Send {
     /// Facts about one link, `None` if there is no link of that name.
     fn link(&mut self, name: &str) -> Result<Option<LinkFacts>, NetError>;
 
+    /// Facts about one link without its addresses: one small request, where
+    /// [`Netlink::link`] also dumps the namespace's addresses.
+    fn link_brief(&mut self, name: &str) -> Result<Option<LinkFacts>, NetError> {
+        self.link(name)
+    }
+
+    /// Facts (without addresses) about the link with this index.
+    fn link_by_index(&mut self, index: u32) -> Result<Option<LinkFacts>, NetError> {
+        Ok(self.links()?.into_iter().find(|l| l.index == index))
+    }
+
     /// Facts about every link.
     fn links(&mut self) -> Result<Vec<LinkFacts>, NetError>;
 

@@ -164,6 +164,81 @@ pub fn run_in_netns<T: Send>(
     })?
 }
 
+/// A thread that entered one namespace once and then runs jobs there, for work
+/// that must happen inside (opening `/proc/sys/net` files) and is repeated
+/// within an invocation: one `setns` instead of one per job. Dropping the worker
+/// ends its thread.
+pub struct NetnsWorker {
+    jobs: Option<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NetnsWorker {
+    /// Start a worker inside `ns`.
+    pub fn start(ns: &NetnsHandle) -> Result<Self, NetError> {
+        let ns = ns.try_clone()?;
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("wcni-netns-worker".into())
+            .spawn(move || {
+                let entered = setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|errno| {
+                    NetError::kernel("setns", ns.path.display().to_string(), errno)
+                });
+                let ok = entered.is_ok();
+                let _ = ready_tx.send(entered);
+                if ok {
+                    // The thread never leaves the namespace; it ends with the worker.
+                    while let Ok(job) = queue.recv() {
+                        job();
+                    }
+                }
+            })
+            .map_err(|e| NetError::io("spawn netns worker", e))?;
+        ready
+            .recv()
+            .map_err(|_| NetError::io("netns worker", io::Error::other("worker died")))??;
+        Ok(NetnsWorker {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    /// Run `f` inside the worker's namespace and wait for its result.
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, NetError> {
+        let (done, result) = std::sync::mpsc::channel();
+        let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let _ = done.send(f());
+        });
+        let gone = || NetError::io("netns worker", io::Error::other("worker is gone"));
+        self.jobs
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(job)
+            .map_err(|_| gone())?;
+        result.recv().map_err(|_| gone())
+    }
+}
+
+impl Drop for NetnsWorker {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Whether the calling thread is in `ns` already (then no thread is needed).
+pub fn is_current(ns: &NetnsHandle) -> bool {
+    NetnsHandle::current()
+        .and_then(|cur| cur.same_as(ns))
+        .unwrap_or(false)
+}
+
 fn on_fresh_thread<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, NetError> {
     std::thread::scope(|scope| {
         let worker = std::thread::Builder::new()

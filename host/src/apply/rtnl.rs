@@ -35,7 +35,7 @@ use tokio::runtime::Runtime;
 use super::netlink::{
     validate_sysctl_path, BridgeVlanFlags, LinkFacts, NetError, Netlink, RouteFacts, RouteSpec,
 };
-use super::netns::{run_in_netns, NetnsHandle};
+use super::netns::{is_current, run_in_netns, NetnsHandle, NetnsWorker};
 
 /// `IFLA_BRPORT_MODE` (hairpin), from `<linux/if_link.h>`.
 const IFLA_BRPORT_MODE: u16 = 4;
@@ -47,6 +47,12 @@ pub struct RtNetlink {
     rt: Runtime,
     handle: Handle,
     ns: NetnsHandle,
+    /// Whether `ns` is the namespace the process runs in (the host side): then
+    /// `/proc/sys/net` is opened directly, with no thread at all.
+    local: bool,
+    /// For another namespace, one thread that entered it, started on the first
+    /// sysctl and reused for the rest of the invocation.
+    worker: std::sync::OnceLock<NetnsWorker>,
 }
 
 impl std::fmt::Debug for RtNetlink {
@@ -68,11 +74,19 @@ impl RtNetlink {
         // socket(2) binds the netlink socket to the creating thread's netns;
         // registering it with the runtime only needs the runtime context,
         // which can be entered from any thread.
-        let (conn, handle, _unsolicited) = run_in_netns(ns, move || {
+        let local = is_current(ns);
+        let connect = move || {
             let _entered = rt_handle.enter();
             rtnetlink::new_connection()
-        })?
-        .map_err(|e| NetError::io("open rtnetlink socket", e))?;
+        };
+        // In our own namespace no thread is needed: the socket is bound here.
+        let opened = if local {
+            connect()
+        } else {
+            run_in_netns(ns, connect)?
+        };
+        let (conn, handle, _unsolicited) =
+            opened.map_err(|e| NetError::io("open rtnetlink socket", e))?;
         // Runs only while a block_on is in progress, which is exactly when
         // requests are outstanding.
         rt.spawn(conn);
@@ -80,6 +94,8 @@ impl RtNetlink {
             rt,
             handle,
             ns: ns.try_clone()?,
+            local,
+            worker: std::sync::OnceLock::new(),
         })
     }
 
@@ -235,16 +251,28 @@ impl RtNetlink {
         Ok(msgs.iter().filter_map(route_facts).collect())
     }
 
-    fn sysctl_io<T: Send>(
+    fn sysctl_io<T: Send + 'static>(
         &self,
         path: &str,
-        io: impl FnOnce(&str) -> std::io::Result<T> + Send,
+        io: impl FnOnce(&str) -> std::io::Result<T> + Send + 'static,
     ) -> Result<T, NetError> {
         validate_sysctl_path(path)?;
         let full = format!("/proc/sys/{path}");
         // /proc/sys/net resolves to the namespace of the thread that opens
-        // the file, so the open must happen inside.
-        let result = run_in_netns(&self.ns, || io(&full))?;
+        // the file, so the open must happen inside: directly when that is our
+        // own namespace, else on the worker that entered it once.
+        let result = if self.local {
+            io(&full)
+        } else {
+            let worker = match self.worker.get() {
+                Some(w) => w,
+                None => {
+                    let started = NetnsWorker::start(&self.ns)?;
+                    self.worker.get_or_init(|| started)
+                }
+            };
+            worker.run(move || io(&full))?
+        };
         result.map_err(|e| match e.raw_os_error() {
             Some(code) => NetError::kernel("sysctl", path, Errno::from_raw(code)),
             None => NetError::io(format!("sysctl {path}"), e),
@@ -408,6 +436,21 @@ impl Netlink for RtNetlink {
             .map(|(_, net)| net)
             .collect();
         Ok(Some(facts))
+    }
+
+    fn link_brief(&mut self, name: &str) -> Result<Option<LinkFacts>, NetError> {
+        Ok(self.get_link_msg("link", name)?.map(|msg| link_facts(&msg)))
+    }
+
+    fn link_by_index(&mut self, index: u32) -> Result<Option<LinkFacts>, NetError> {
+        let mut req = self.handle.link().get().match_index(index).execute();
+        match self.block(req.try_next()) {
+            Ok(msg) => Ok(msg.map(|m| link_facts(&m))),
+            Err(e) => match nl_error("link by index", &index.to_string(), e) {
+                e if e.errno() == Some(Errno::ENODEV) => Ok(None),
+                e => Err(e),
+            },
+        }
     }
 
     fn links(&mut self) -> Result<Vec<LinkFacts>, NetError> {
