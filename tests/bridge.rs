@@ -564,6 +564,7 @@ fn dual_stack_iptables_and_l2() -> TestResult {
         json!({
             "ipMasqBackend": "iptables",
             "isDefaultGateway": true,
+            "enabledad": true,
             "ipam": {"type": "host-local", "dataDir": net.data_dir(), "ranges": [
                 [{"subnet": "10.66.0.0/24"}], [{"subnet": "fd66::/64"}]
             ]}
@@ -722,6 +723,78 @@ fn check_after_more_ports_join() -> TestResult {
     Ok(())
 }
 
+/// An IPAM type with no component runs the native binary from CNI_PATH, as the
+/// reference delegates (`static` here); STATUS reports an exhausted range (50).
+fn native_ipam_and_status() -> TestResult {
+    let net = Network::new()?;
+    let sb = Sandbox::new("nat")?;
+    let conf = net.conf(
+        "1.0.0",
+        json!({"ipMasq": false, "ipam": {"type": "static",
+            "addresses": [{"address": "10.33.0.7/24", "gateway": "10.33.0.1"}]}}),
+    );
+    let r = exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &net.env("ADD", &sb.container.path()),
+        &conf,
+    )?
+    .ok()?
+    .json()?;
+    ensure!(r["ips"][0]["address"] == "10.33.0.7/24", "{r}");
+    ensure!(
+        global_addrs(&sb.container, "eth0")? == ["10.33.0.7/24"],
+        "address not applied"
+    );
+    exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &net.env("DEL", &sb.container.path()),
+        &conf,
+    )?
+    .ok()?;
+
+    let sb = Sandbox::new("sts")?;
+    let conf = net.conf("1.1.0", json!({"ipam": {"type": "host-local", "subnet": "10.34.0.0/30", "dataDir": net.data_dir()}}));
+    exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &net.env("STATUS", ""),
+        &conf,
+    )?
+    .ok()?;
+    exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &net.env("ADD", &sb.container.path()),
+        &conf,
+    )?
+    .ok()?;
+    let msg = exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &net.env("STATUS", ""),
+        &conf,
+    )?
+    .error(50)?;
+    ensure!(msg.contains("no IP addresses available"), "{msg}");
+    exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &net.env("DEL", &sb.container.path()),
+        &conf,
+    )?
+    .ok()?;
+    exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &net.env("STATUS", ""),
+        &conf,
+    )?
+    .ok()?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
         privileged(
@@ -745,6 +818,7 @@ fn main() -> std::process::ExitCode {
             "bridge_dual_stack_iptables_and_l2",
             dual_stack_iptables_and_l2,
         ),
+        privileged("bridge_native_ipam_and_status", native_ipam_and_status),
         privileged(
             "bridge_check_after_more_ports_join",
             check_after_more_ports_join,

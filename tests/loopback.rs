@@ -288,6 +288,11 @@ fn version_and_about() -> TestResult {
 /// leaves the container exactly as it was.
 fn bad_input_is_refused_and_changes_nothing() -> TestResult {
     let sb = Sandbox::new("bad")?;
+    std::fs::write(
+        shared_host().plugins.path().join("broken.wasm"),
+        b"\0asm\x0d\0\x01\0 truncated garbage",
+    )
+    .map_err(fail)?;
     let before = sb.container.snapshot()?;
     let scratch = tempfile::tempdir().map_err(fail)?;
     let plain_file = not_a_netns(scratch.path()).display().to_string();
@@ -424,6 +429,13 @@ fn bad_input_is_refused_and_changes_nothing() -> TestResult {
             r#"{"cniVersion":"1.0.0","name":"x","wasm":{"digest":"md5:1"}}"#.into(),
             7,
             "md5:1",
+        ),
+        (
+            "corrupt component",
+            CniEnv::new("ADD", &ns).ifname("lo"),
+            r#"{"cniVersion":"1.0.0","name":"x","wasm":{"component":"broken"}}"#.into(),
+            104,
+            "not a valid WebAssembly component",
         ),
         (
             "bad prevResult",

@@ -181,7 +181,23 @@ impl Netns {
         }
         let v4 = self.ip_json(&["-4", "route", "show", "table", "all"])?;
         let v6 = self.ip_json(&["-6", "route", "show", "table", "all"])?;
-        Ok(serde_json::json!({"links": links, "v4": v4, "v6": v6}))
+        Ok(serde_json::json!({"links": links, "v4": v4, "v6": v6, "firewall": self.ruleset()?}))
+    }
+
+    /// The nftables ruleset (iptables-nft rules included), with rule handles.
+    pub fn ruleset(&self) -> Result<String, Failed> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "list", "ruleset"])
+            .output()
+            .map_err(fail)?;
+        if !out.status.success() {
+            return Err(fail(format!(
+                "nft list ruleset in {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 
