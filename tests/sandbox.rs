@@ -7,31 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use wasm_cni::policy::INTENT_KINDS;
 
-/// Every intent kind of the WIT contract.
-const INTENT_KINDS: &[&str] = &[
-    "ensure-bridge",
-    "create-veth",
-    "delete-link",
-    "set-link-up",
-    "set-link-down",
-    "set-mtu",
-    "set-mac",
-    "attach-port",
-    "flush-port-vlans",
-    "add-port-vlan",
-    "add-address",
-    "delete-address",
-    "add-route",
-    "set-sysctl",
-    "masquerade",
-    "unmasquerade",
-    "gc-masquerade",
-    "wait-oper-up",
-    "wait-addresses-settled",
-    "spoof-check",
-    "unspoof-check",
-];
 use serde_json::json;
 
 /// Tight limits so that each attack hits its limit quickly.

@@ -61,17 +61,26 @@ pub const SYSCTL_ALLOW_LIST: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntentKind(pub String);
 
+/// A string that must be one of `allowed`, or a deserialization error naming it.
+fn one_of<'de, D: Deserializer<'de>>(
+    d: D,
+    allowed: &[&str],
+    what: &str,
+) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if allowed.contains(&s.as_str()) {
+        Ok(s)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{what} {s:?} (allowed: {})",
+            allowed.join(", ")
+        )))
+    }
+}
+
 impl<'de> Deserialize<'de> for IntentKind {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if INTENT_KINDS.contains(&s.as_str()) {
-            Ok(IntentKind(s))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "unknown intent kind {s:?} (known: {})",
-                INTENT_KINDS.join(", ")
-            )))
-        }
+        one_of(d, INTENT_KINDS, "unknown intent kind").map(IntentKind)
     }
 }
 
@@ -81,15 +90,7 @@ pub struct SysctlPattern(pub String);
 
 impl<'de> Deserialize<'de> for SysctlPattern {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if SYSCTL_ALLOW_LIST.contains(&s.as_str()) {
-            Ok(SysctlPattern(s))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "sysctl {s:?} is not on the allow-list ({})",
-                SYSCTL_ALLOW_LIST.join(", ")
-            )))
-        }
+        one_of(d, SYSCTL_ALLOW_LIST, "sysctl not on the allow-list:").map(SysctlPattern)
     }
 }
 
