@@ -433,6 +433,17 @@ fn serve(
             tracing::error!("releasing IPAM after a failed ADD: {}", e.msg);
         }
     }
+    // Closing the netlink sockets is measured on its own: an nftables socket's
+    // close waits for the kernel's cleanup of the last transaction.
+    let t = timing::phase("teardown:kernel");
+    drop(ctx);
+    drop(kernel);
+    drop(t);
+    let t = timing::phase("teardown:wasm");
+    drop(ipam);
+    drop(component);
+    drop(runtime);
+    drop(t);
     outcome
 }
 

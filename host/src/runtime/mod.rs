@@ -186,7 +186,11 @@ impl PluginRuntime {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .max_random_size(4096);
+            .max_random_size(4096)
+            // Our embedding is synchronous: do file operations on this thread
+            // instead of handing each one to a blocking pool and back (a futex
+            // round trip per call; it dominated host-local ADDs on big networks).
+            .allow_blocking_current_thread(true);
         if let Some(dir) = state_dir {
             builder
                 .preopened_dir(dir, "/", FsPerms::ReadWrite)
