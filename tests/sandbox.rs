@@ -73,9 +73,9 @@ const CASES: &[(&str, u64, &str)] = &[
     ("alloc", 103, "ran out of memory"),
     ("panic", 101, "hostile guest panicked on purpose"),
     ("trap", 101, "trapped"),
-    ("output", 108, "bytes of output"),
-    ("huge-log", 108, "bytes to the host"),
-    ("intents", 108, "bytes"),
+    ("output", 110, "bytes of output"),
+    ("huge-log", 109, "bytes to the host"),
+    ("intents", 109, "bytes"),
     ("many-intents", 108, "300 intents"),
     ("bad-intent", 104, "not-an-ip"),
     ("host-link", 100, "host link is not created by this plan"),
@@ -279,11 +279,31 @@ fn plan_command_applies_nothing() -> TestResult {
     Ok(())
 }
 
+/// The instance limit has its own code too (a component is several core
+/// instances; one is not enough).
+fn instance_limit_is_its_own_error() -> TestResult {
+    shared_host().install_test_guest("hostile", "hostile");
+    let dir = tempfile::tempdir().map_err(fail)?;
+    let settings = dir.path().join("settings.json");
+    std::fs::write(&settings, json!({"limits": {"instances": 1}}).to_string()).map_err(fail)?;
+    let sb = Sandbox::new("inst")?;
+    let stdin = json!({"cniVersion": "1.0.0", "name": "n", "type": "hostile"}).to_string();
+    let env = CniEnv::new("ADD", &sb.container.path())
+        .set("WASM_CNI_CONFIG", &settings.display().to_string());
+    let msg = exec(Plugin::Ours("hostile"), &sb.host, &env, &stdin)?.error(111)?;
+    ensure!(msg.contains("instance (1)"), "{msg}");
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
         privileged(
             "sandbox_unknown_plugin_gets_nothing",
             unknown_plugin_gets_nothing,
+        ),
+        privileged(
+            "sandbox_instance_limit_is_its_own_error",
+            instance_limit_is_its_own_error,
         ),
         plain("policy_check_explains_errors", policy_check_explains_errors),
         privileged(

@@ -50,8 +50,14 @@ pub enum ErrorCode {
     DigestMismatch,
     /// 107: applying the guest's plan to the system failed.
     ApplyFailed,
-    /// 108: the guest exceeded an intent-count, output-size or host-call-data limit.
+    /// 108: the guest's plan has more intents than `limits.maxIntents`.
     LimitExceeded,
+    /// 109: the guest passed more than `limits.hostcallBytes` to the host in one call.
+    HostcallLimit,
+    /// 110: the guest wrote more than `limits.outputBytes` to stdout or stderr.
+    OutputLimit,
+    /// 111: the guest exceeded the table, instance or WASI-handle limits.
+    TableLimit,
     /// Any other number, e.g. read from a delegated plugin's error output.
     Other(u32),
 }
@@ -81,6 +87,9 @@ impl ErrorCode {
             ErrorCode::DigestMismatch => 106,
             ErrorCode::ApplyFailed => 107,
             ErrorCode::LimitExceeded => 108,
+            ErrorCode::HostcallLimit => 109,
+            ErrorCode::OutputLimit => 110,
+            ErrorCode::TableLimit => 111,
             ErrorCode::Other(n) => n,
         }
     }
@@ -110,6 +119,9 @@ impl ErrorCode {
             106 => ErrorCode::DigestMismatch,
             107 => ErrorCode::ApplyFailed,
             108 => ErrorCode::LimitExceeded,
+            109 => ErrorCode::HostcallLimit,
+            110 => ErrorCode::OutputLimit,
+            111 => ErrorCode::TableLimit,
             n => ErrorCode::Other(n),
         }
     }
@@ -310,6 +322,9 @@ mod tests {
         (ErrorCode::DigestMismatch, 106),
         (ErrorCode::ApplyFailed, 107),
         (ErrorCode::LimitExceeded, 108),
+        (ErrorCode::HostcallLimit, 109),
+        (ErrorCode::OutputLimit, 110),
+        (ErrorCode::TableLimit, 111),
     ];
 
     #[test]

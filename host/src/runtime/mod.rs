@@ -256,6 +256,13 @@ impl PluginRuntime {
     }
 }
 
+/// wasmtime refuses an instantiation past the store's instance, table or
+/// memory counts with a "resource limit exceeded" error.
+fn is_instance_limit(e: &wasmtime::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("resource limit exceeded")
+}
+
 fn internal(msg: String) -> CniError {
     CniError::new(ErrorCode::Internal, msg)
 }
@@ -470,10 +477,13 @@ impl Guest {
                     self.limits.memory_bytes
                 ),
             )
-        } else if tables_denied {
+        } else if tables_denied || is_instance_limit(&e) {
             (
-                ErrorCode::LimitExceeded,
-                format!("plugin exceeded the table or instance limit during {phase}"),
+                ErrorCode::TableLimit,
+                format!(
+                    "plugin exceeded the table ({} elements), instance ({}) or handle ({}) limit during {phase}",
+                    self.limits.table_elements, self.limits.instances, self.limits.resources
+                ),
             )
         } else if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
             (
@@ -485,7 +495,7 @@ impl Guest {
             )
         } else if format!("{e:#}").contains("fuel allocated for hostcalls has been exhausted") {
             (
-                ErrorCode::LimitExceeded,
+                ErrorCode::HostcallLimit,
                 format!(
                     "plugin passed more than {} bytes to the host in one call",
                     self.limits.hostcall_bytes
@@ -495,7 +505,7 @@ impl Guest {
             || self.stderr.contents().len() >= self.limits.output_bytes
         {
             (
-                ErrorCode::LimitExceeded,
+                ErrorCode::OutputLimit,
                 format!(
                     "plugin wrote more than {} bytes of output",
                     self.limits.output_bytes
