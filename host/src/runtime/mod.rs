@@ -257,10 +257,11 @@ impl PluginRuntime {
 }
 
 /// wasmtime refuses an instantiation past the store's instance, table or
-/// memory counts with a "resource limit exceeded" error.
+/// memory counts with a "resource limit exceeded" error, and a WASI call past
+/// `ResourceTable::set_max_capacity` with "resource table has no free keys".
 fn is_instance_limit(e: &wasmtime::Error) -> bool {
     let text = format!("{e:#}");
-    text.contains("resource limit exceeded")
+    text.contains("resource limit exceeded") || text.contains("resource table has no free keys")
 }
 
 fn internal(msg: String) -> CniError {
