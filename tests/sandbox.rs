@@ -102,6 +102,8 @@ const CASES: &[(&str, u64, &str)] = &[
     ("sysctl-escape", 100, "core_pattern"),
     ("peer-clash", 107, "uplink0"),
     ("lying-result", 104, "contradicts what was applied"),
+    ("forged-handle", 101, "trapped"),
+    ("exhaust-handles", 111, "handle"),
     ("fs", 7, "fs denied"),
     ("env", 7, "env vars visible: 0"),
     ("socket", 7, "socket denied"),

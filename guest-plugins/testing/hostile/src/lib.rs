@@ -209,6 +209,20 @@ impl Guest for Hostile {
                     name: req.ifname.clone(),
                 }),
             ],
+            "forged-handle" => {
+                // A handle the host never gave out.
+                // SAFETY: deliberately unsound: this guest attacks the host.
+                let forged = unsafe { wasi::io::streams::OutputStream::from_handle(0x0bad_cafe) };
+                let _ = forged.blocking_write_and_flush(b"boom");
+                vec![]
+            }
+            "exhaust-handles" => {
+                let mut held = Vec::new();
+                loop {
+                    held.push(wasi::cli::stdout::get_stdout());
+                    std::hint::black_box(&held);
+                }
+            }
             "bad-prefix" => {
                 let name = host::fresh_link_name("../../x");
                 vec![up(Netns::Container, &name)]
