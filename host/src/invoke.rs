@@ -436,7 +436,6 @@ fn serve(
     // Closing the netlink sockets is measured on its own: an nftables socket's
     // close waits for the kernel's cleanup of the last transaction.
     let t = timing::phase("teardown:kernel");
-    drop(ctx);
     drop(kernel);
     drop(t);
     let t = timing::phase("teardown:wasm");

@@ -300,7 +300,7 @@ pub(crate) fn go_quote_list<S: AsRef<str>>(items: &[S]) -> String {
 mod tests {
     use super::*;
 
-    const ALL: [(ErrorCode, u32); 21] = [
+    const ALL: [(ErrorCode, u32); 24] = [
         (ErrorCode::IncompatibleVersion, 1),
         (ErrorCode::UnsupportedField, 2),
         (ErrorCode::UnknownContainer, 3),
