@@ -795,6 +795,49 @@ fn native_ipam_and_status() -> TestResult {
     Ok(())
 }
 
+/// `vlan` with `isGateway`: the gateway goes on `<bridge>.<vlan>`, a host veth
+/// whose peer is an untagged port of the VLAN. On a kernel without bridge VLAN
+/// filtering (this machine's), the ADD must fail cleanly instead: code 107, the
+/// namespaces and IPAM as before.
+fn vlan_gateway_or_clean_failure() -> TestResult {
+    let net = Network::new()?;
+    let sb = Sandbox::new("vlan")?;
+    let conf = net.conf("1.0.0", json!({"vlan": 42, "ipMasq": false}));
+    let host_before = sb.host.snapshot()?;
+    let container_before = sb.container.snapshot()?;
+    let a = exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &net.env("ADD", &sb.container.path()),
+        &conf,
+    )?;
+    if a.status == 0 {
+        let r = a.json()?;
+        ensure!(r["interfaces"][3]["name"] == "wcbr0.42", "{r}");
+        ensure!(
+            global_addrs(&sb.host, "wcbr0.42")? == ["10.88.0.1/24"],
+            "gateway address"
+        );
+        exec(
+            Plugin::Ours("bridge"),
+            &sb.host,
+            &net.env("DEL", &sb.container.path()),
+            &conf,
+        )?
+        .ok()?;
+    } else {
+        let msg = a.error(107)?;
+        ensure!(msg.contains("ensure-bridge"), "{msg}");
+        ensure!(sb.host.snapshot()? == host_before, "host changed");
+        ensure!(
+            sb.container.snapshot()? == container_before,
+            "container changed"
+        );
+        ensure!(net.allocations("wcni-net").is_empty(), "IP not released");
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
         privileged(
@@ -819,6 +862,10 @@ fn main() -> std::process::ExitCode {
             dual_stack_iptables_and_l2,
         ),
         privileged("bridge_native_ipam_and_status", native_ipam_and_status),
+        privileged(
+            "bridge_vlan_gateway_or_clean_failure",
+            vlan_gateway_or_clean_failure,
+        ),
         privileged(
             "bridge_check_after_more_ports_join",
             check_after_more_ports_join,

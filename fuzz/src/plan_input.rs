@@ -1556,7 +1556,7 @@ mod tests {
         assert_eq!(policy.plugins[0].bridges.len(), PATTERN_TABLE.len());
         assert_eq!(
             INTENT_KINDS.len(),
-            21,
+            22,
             "GrantInput::intents has a bit per kind"
         );
         assert!(

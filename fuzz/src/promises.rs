@@ -75,6 +75,10 @@ pub fn check_accepted_plan(intents: &[Intent], inv: &Invocation<'_>) -> Result<(
             Intent::CreateVeth { peer, .. } => {
                 created.veth_peers.insert(peer);
             }
+            Intent::EnsureHostVeth { name, peer, .. } => {
+                created.veth_peers.insert(name);
+                created.veth_peers.insert(peer);
+            }
             _ => {}
         }
     }
@@ -191,6 +195,7 @@ fn check_intent(
         } => attachment("anti-spoofing rules", inv.network, container_id, ifname),
         Intent::EnsureBridge { .. }
         | Intent::CreateVeth { .. }
+        | Intent::EnsureHostVeth { .. }
         | Intent::AttachPort { .. }
         | Intent::DeleteLink { .. }
         | Intent::SetLinkUp { .. }
@@ -211,6 +216,7 @@ fn links(intent: &Intent) -> Vec<(Side, &str)> {
     match intent {
         Intent::EnsureBridge { name, .. } => vec![(Side::Host, name)],
         Intent::CreateVeth { name, peer, .. } => vec![(Side::Container, name), (Side::Host, peer)],
+        Intent::EnsureHostVeth { name, peer, .. } => vec![(Side::Host, name), (Side::Host, peer)],
         Intent::DeleteLink { link }
         | Intent::SetLinkUp { link }
         | Intent::SetLinkDown { link }

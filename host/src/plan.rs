@@ -151,6 +151,11 @@ pub enum Intent {
         mtu: Option<u32>,
         mac: Option<Mac>,
     },
+    EnsureHostVeth {
+        name: String,
+        peer: String,
+        mtu: Option<u32>,
+    },
     DeleteLink {
         link: LinkRef,
     },
@@ -233,6 +238,7 @@ impl Intent {
         match self {
             Intent::EnsureBridge { .. } => "ensure-bridge",
             Intent::CreateVeth { .. } => "create-veth",
+            Intent::EnsureHostVeth { .. } => "ensure-host-veth",
             Intent::DeleteLink { .. } => "delete-link",
             Intent::SetLinkUp { .. } => "set-link-up",
             Intent::SetLinkDown { .. } => "set-link-down",
@@ -261,6 +267,9 @@ impl Intent {
             Intent::EnsureBridge { name, .. } => vec![LinkRef::host(name)],
             Intent::CreateVeth { name, peer, .. } => {
                 vec![LinkRef::container(name), LinkRef::host(peer)]
+            }
+            Intent::EnsureHostVeth { name, peer, .. } => {
+                vec![LinkRef::host(name), LinkRef::host(peer)]
             }
             Intent::DeleteLink { link }
             | Intent::SetLinkUp { link }

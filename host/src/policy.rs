@@ -40,6 +40,8 @@ pub const INTENT_KINDS: &[&str] = &[
     "wait-addresses-settled",
     "spoof-check",
     "unspoof-check",
+    // Appended rather than sorted in: the fuzz corpus encodes kinds by index.
+    "ensure-host-veth",
 ];
 
 /// The sysctls any grant may name: `<if>` stands for an interface the plugin may
@@ -359,6 +361,7 @@ pub fn builtin_grant(name: &str) -> Option<Grant> {
             intents: kinds(&[
                 "ensure-bridge",
                 "create-veth",
+                "ensure-host-veth",
                 "delete-link",
                 "set-link-up",
                 "attach-port",

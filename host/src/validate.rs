@@ -165,6 +165,10 @@ pub fn validate_plan(intents: &[Intent], inv: &Invocation<'_>) -> Result<(), Cni
             Intent::CreateVeth { peer, .. } => {
                 owned.veth_peers.insert(peer);
             }
+            Intent::EnsureHostVeth { name, peer, .. } => {
+                owned.veth_peers.insert(name);
+                owned.veth_peers.insert(peer);
+            }
             _ => {}
         }
     }

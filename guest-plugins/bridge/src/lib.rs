@@ -102,6 +102,14 @@ fn add(conf: &config::BridgeConf, req: &Request) -> Result<Vec<Intent>, PluginEr
         None => None,
     };
     let host_veth = host::fresh_link_name("veth");
+    let (vlan_gateway, vlan_gateway_peer) = if conf.vlan != 0 && conf.is_gateway {
+        (
+            host::link(Netns::Host, &plan::vlan_gateway_name(conf)),
+            host::fresh_link_name("veth"),
+        )
+    } else {
+        (None, String::new())
+    };
     let inputs = plan::AddInputs {
         ifname: &req.ifname,
         container_id: &req.container_id,
@@ -118,6 +126,8 @@ fn add(conf: &config::BridgeConf, req: &Request) -> Result<Vec<Intent>, PluginEr
             )),
             (None, false) => None,
         },
+        vlan_gateway: vlan_gateway.as_ref(),
+        vlan_gateway_peer: &vlan_gateway_peer,
     };
     let planned = plan::add(conf, &inputs).map_err(failure)?;
     *PENDING

@@ -10,8 +10,9 @@ use ipnet::IpNet;
 use crate::config::{BridgeConf, MasqBackend};
 use crate::wasm_cni::plugin::types::{
     AddressSpec, AttachmentKey, BridgeSpec, CniDns, CniInterface, CniIp, CniResult, CniRoute,
-    Intent, LinkFacts, LinkRef, MasqBackend as WitBackend, MasqueradeRule, MasqueradeSpec, Netns,
-    PortSpec, RouteFacts, RouteSpec, SpoofCheckKey, SpoofCheckSpec, SysctlSpec, VethSpec, VlanSpec,
+    HostVethSpec, Intent, LinkFacts, LinkRef, MasqBackend as WitBackend, MasqueradeRule,
+    MasqueradeSpec, Netns, PortSpec, RouteFacts, RouteSpec, SpoofCheckKey, SpoofCheckSpec,
+    SysctlSpec, VethSpec, VlanSpec,
 };
 
 /// Index of the container interface in the result (bridge, host veth, container).
@@ -31,6 +32,11 @@ pub struct AddInputs<'a> {
     /// The container MAC to set: the configured one, or with `macspoofchk` one
     /// derived here (the rules need it before the kernel would pick one).
     pub container_mac: Option<String>,
+    /// With `vlan` and `isGateway`: the `<bridge>.<vlan>` gateway veth as it is
+    /// now, if it exists.
+    pub vlan_gateway: Option<&'a LinkFacts>,
+    /// With `vlan` and `isGateway`: a free name for that veth's bridge-side peer.
+    pub vlan_gateway_peer: &'a str,
 }
 
 /// The intents of an ADD and the result to fill in after applying.
@@ -319,8 +325,27 @@ pub fn add(conf: &BridgeConf, inp: &AddInputs<'_>) -> Result<AddPlan, String> {
                     scope: route.scope.and_then(|s| u8::try_from(s).ok()),
                 }));
             }
+            if conf.is_gateway && conf.vlan != 0 {
+                // The reference's `<bridge>.<vlan>`: a host veth whose peer is a
+                // port of the VLAN, carrying the gateway addresses.
+                let gw_link = vlan_gateway_name(conf);
+                intents.extend(vlan_gateway(conf, inp, &gw_link));
+                intents.extend(gateway_addresses(
+                    conf,
+                    &gw_link,
+                    inp.vlan_gateway,
+                    &gw_cidrs,
+                )?);
+                result.interfaces.push(iface(&gw_link, None));
+            } else if conf.is_gateway {
+                intents.extend(gateway_addresses(
+                    conf,
+                    &conf.bridge,
+                    inp.bridge,
+                    &gw_cidrs,
+                )?);
+            }
             if conf.is_gateway {
-                intents.extend(gateway_addresses(conf, inp.bridge, &gw_cidrs)?);
                 if gw_cidrs.iter().any(|c| c.addr().is_ipv4()) {
                     intents.push(sysctl(Netns::Host, "net/ipv4/ip_forward".into(), "1"));
                 }
@@ -382,15 +407,52 @@ fn iface(name: &str, sandbox: Option<String>) -> CniInterface {
     }
 }
 
+/// `<bridge>.<vlan>`, the reference's name for a VLAN's gateway interface.
+pub fn vlan_gateway_name(conf: &BridgeConf) -> String {
+    format!("{}.{}", conf.bridge, conf.vlan)
+}
+
+/// Create (or adopt) the VLAN gateway veth; a new one's peer becomes an untagged
+/// port of the VLAN, as the reference's `ensureVlanInterface` does.
+fn vlan_gateway(conf: &BridgeConf, inp: &AddInputs<'_>, gw_link: &str) -> Vec<Intent> {
+    let mut intents = vec![Intent::EnsureHostVeth(HostVethSpec {
+        name: gw_link.to_string(),
+        peer: inp.vlan_gateway_peer.to_string(),
+        mtu: conf.mtu,
+    })];
+    if inp.vlan_gateway.is_none() {
+        let peer = inp.vlan_gateway_peer;
+        intents.push(Intent::SetLinkUp(host(peer)));
+        intents.push(Intent::AttachPort(PortSpec {
+            port: peer.to_string(),
+            master: conf.bridge.clone(),
+            hairpin: false,
+            isolated: false,
+        }));
+        if !conf.preserve_default_vlan {
+            intents.push(Intent::FlushPortVlans(peer.to_string()));
+        }
+        intents.push(Intent::AddPortVlan(VlanSpec {
+            port: peer.to_string(),
+            vid: conf.vlan,
+            pvid: true,
+            untagged: true,
+        }));
+    }
+    intents.push(Intent::SetLinkUp(host(gw_link)));
+    intents
+}
+
 /// The reference's `ensureAddr` for each gateway: keep an identical address;
 /// another IPv4 address (or an overlapping IPv6 one) is an error unless
 /// `forceAddress`, in which case it is replaced.
 fn gateway_addresses(
     conf: &BridgeConf,
-    bridge: Option<&LinkFacts>,
+    link: &str,
+    facts: Option<&LinkFacts>,
     gw_cidrs: &[IpNet],
 ) -> Result<Vec<Intent>, String> {
-    let existing: Vec<IpNet> = bridge
+    let existing: Vec<IpNet> = facts
         .map(|b| b.addresses.iter().filter_map(|a| a.parse().ok()).collect())
         .unwrap_or_default();
     let mut intents = Vec::new();
@@ -414,18 +476,17 @@ fn gateway_addresses(
             }
             if !conf.force_address {
                 return Err(format!(
-                    "{:?} already has an IP address different from {gw}",
-                    conf.bridge
+                    "{link:?} already has an IP address different from {gw}"
                 ));
             }
             intents.push(Intent::DeleteAddress(AddressSpec {
-                link: host(&conf.bridge),
+                link: host(link),
                 address: other.to_string(),
                 ensure: false,
             }));
         }
         intents.push(Intent::AddAddress(AddressSpec {
-            link: host(&conf.bridge),
+            link: host(link),
             address: gw.to_string(),
             // Concurrent ADDs race to put the same gateway on a shared bridge.
             ensure: true,
@@ -670,6 +731,8 @@ mod tests {
             ipam,
             bridge: None,
             container_mac: None,
+            vlan_gateway: None,
+            vlan_gateway_peer: "veth99999999",
         }
     }
 
@@ -836,6 +899,50 @@ mod tests {
         assert!(del(&conf, "eth0", "ctr", false)
             .iter()
             .any(|i| matches!(i, Intent::UnspoofCheck(_))));
+    }
+
+    #[test]
+    fn vlan_gateway_goes_on_bridge_dot_vlan() {
+        let conf = conf(r#","vlan":42,"isGateway":true,"ipam":{"type":"host-local"}"#);
+        let ipam = ipam(&[("10.22.0.5/16", None)]);
+        let plan = add(&conf, &inputs(Some(&ipam))).expect("plan");
+        assert_eq!(plan.result.interfaces.len(), 4);
+        assert_eq!(plan.result.interfaces[3].name, "cni0.42");
+        assert!(plan.intents.iter().any(|i| matches!(i, Intent::EnsureHostVeth(v) if v.name == "cni0.42" && v.peer == "veth99999999")));
+        assert!(plan.intents.iter().any(|i| matches!(i, Intent::AddPortVlan(v) if v.port == "veth99999999" && v.vid == 42 && v.pvid)));
+        let gw = plan.intents.iter().find_map(|i| match i {
+            Intent::AddAddress(a) if a.link.ns == Netns::Host => {
+                Some((a.link.name.clone(), a.address.clone()))
+            }
+            _ => None,
+        });
+        assert_eq!(gw, Some(("cni0.42".into(), "10.22.0.1/16".into())));
+        // An existing gateway veth is adopted: no new port.
+        let existing = LinkFacts {
+            ns: Netns::Host,
+            name: "cni0.42".into(),
+            index: 9,
+            kind: Some("veth".into()),
+            mac: None,
+            mtu: 1500,
+            admin_up: true,
+            oper_up: true,
+            promisc: false,
+            master: None,
+            peer_index: None,
+            addresses: vec!["10.22.0.1/16".into()],
+        };
+        let mut inp = inputs(Some(&ipam));
+        inp.vlan_gateway = Some(&existing);
+        let plan = add(&conf, &inp).expect("plan");
+        assert!(!plan
+            .intents
+            .iter()
+            .any(|i| matches!(i, Intent::AddPortVlan(v) if v.port == "veth99999999")));
+        assert!(!plan
+            .intents
+            .iter()
+            .any(|i| matches!(i, Intent::AddAddress(a) if a.link.name == "cni0.42")));
     }
 
     #[test]

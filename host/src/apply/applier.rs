@@ -355,6 +355,19 @@ fn apply_one(k: &mut Kernel, intent: &Intent, journal: &mut Vec<Undo>) -> Result
                 })?;
             journal.push(Undo::DeleteLink(Side::Container, name.clone()));
         }
+        Intent::EnsureHostVeth { name, peer, mtu } => match k.host.link_brief(name)? {
+            Some(facts) if facts.kind.as_deref() == Some("veth") => {}
+            Some(_) => {
+                return Err(NetError::Conflict(format!(
+                    "{name:?} already exists but is not a veth"
+                )))
+            }
+            None => {
+                let host_ns = k.host_ns.try_clone()?;
+                k.host.create_veth(name, *mtu, None, peer, &host_ns)?;
+                journal.push(Undo::DeleteLink(Side::Host, name.clone()));
+            }
+        },
         Intent::DeleteLink { link } => match k.side(link.side)?.delete_link(&link.name) {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}

@@ -63,6 +63,11 @@ pub(crate) fn intent_from_wit(i: wit::Intent) -> Result<Intent, String> {
             mtu: v.mtu,
             mac: v.mac.as_deref().map(mac).transpose()?,
         },
+        wit::Intent::EnsureHostVeth(v) => Intent::EnsureHostVeth {
+            name: v.name,
+            peer: v.peer,
+            mtu: v.mtu,
+        },
         wit::Intent::DeleteLink(l) => Intent::DeleteLink {
             link: link_from_wit(l),
         },
