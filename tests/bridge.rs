@@ -838,6 +838,113 @@ fn vlan_gateway_or_clean_failure() -> TestResult {
     Ok(())
 }
 
+/// Port and link settings reach the kernel: hairpin, port isolation, MTU on
+/// both veth ends and the bridge, the container MAC from runtimeConfig, and
+/// promiscuous mode on the bridge (which CHECK then verifies).
+fn port_settings_reach_the_kernel() -> TestResult {
+    let net = Network::new()?;
+    let sb = Sandbox::new("port")?;
+    let conf = net.conf(
+        "1.0.0",
+        json!({"hairpinMode": true, "portIsolation": true, "mtu": 1400, "ipMasq": false,
+               "runtimeConfig": {"mac": "0a:58:0a:58:00:99"}}),
+    );
+    let r = exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &net.env("ADD", &sb.container.path()),
+        &conf,
+    )?
+    .ok()?
+    .json()?;
+    let veth = r["interfaces"][1]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let port = sb.host.ip_json(&["-d", "link", "show", "dev", &veth])?;
+    let slave = &port[0]["linkinfo"]["info_slave_data"];
+    ensure!(
+        slave["hairpin"] == true && slave["isolated"] == true,
+        "port settings: {slave}"
+    );
+    ensure!(port[0]["mtu"] == 1400, "host veth mtu {}", port[0]["mtu"]);
+    let eth0 = sb.container.ip_json(&["link", "show", "dev", "eth0"])?;
+    ensure!(eth0[0]["mtu"] == 1400, "container mtu {}", eth0[0]["mtu"]);
+    ensure!(
+        eth0[0]["address"] == "0a:58:0a:58:00:99",
+        "container mac {}",
+        eth0[0]["address"]
+    );
+    ensure!(r["interfaces"][2]["mac"] == "0a:58:0a:58:00:99", "{r}");
+    exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &net.env("DEL", &sb.container.path()),
+        &conf,
+    )?
+    .ok()?;
+
+    let sb = Sandbox::new("prom")?;
+    let conf = net.conf("1.0.0", json!({"promiscMode": true, "ipMasq": false}));
+    let r = exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &net.env("ADD", &sb.container.path()),
+        &conf,
+    )?
+    .ok()?
+    .json()?;
+    let br = sb.host.ip_json(&["link", "show", "dev", "wcbr0"])?;
+    ensure!(
+        br[0]["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "PROMISC")),
+        "{br}"
+    );
+    exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &net.env("CHECK", &sb.container.path()),
+        &with_prev(&conf, &r),
+    )?
+    .ok()?;
+    // CHECK notices when the bridge no longer matches the config.
+    sb.host.ip(&["link", "set", "wcbr0", "promisc", "off"])?;
+    let msg = exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &net.env("CHECK", &sb.container.path()),
+        &with_prev(&conf, &r),
+    )?
+    .error(999)?;
+    ensure!(msg.contains("promiscuous"), "{msg}");
+
+    // disableContainerInterface leaves the container end down (L2 only).
+    let sb = Sandbox::new("dci")?;
+    let l2 = json!({"cniVersion": "1.0.0", "name": "dci", "type": "bridge", "bridge": "wcdci",
+        "disableContainerInterface": true})
+    .to_string();
+    exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &CniEnv::new("ADD", &sb.container.path()),
+        &l2,
+    )?
+    .ok()?;
+    ensure!(
+        !sb.container.link_up("eth0")?,
+        "eth0 is up despite disableContainerInterface"
+    );
+    exec(
+        Plugin::Ours("bridge"),
+        &sb.host,
+        &CniEnv::new("DEL", &sb.container.path()),
+        &l2,
+    )?
+    .ok()?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
         privileged(
@@ -862,6 +969,10 @@ fn main() -> std::process::ExitCode {
             dual_stack_iptables_and_l2,
         ),
         privileged("bridge_native_ipam_and_status", native_ipam_and_status),
+        privileged(
+            "bridge_port_settings_reach_the_kernel",
+            port_settings_reach_the_kernel,
+        ),
         privileged(
             "bridge_vlan_gateway_or_clean_failure",
             vlan_gateway_or_clean_failure,
