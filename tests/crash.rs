@@ -5,45 +5,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
 
 const RUNS: usize = 40;
-
-/// Start `wasm-cni` as `bridge` in `host`'s namespace without waiting for it.
-fn spawn_bridge(host: &Netns, env: &[(String, String)], stdin: &str) -> std::process::Child {
-    let ns = std::fs::File::open(host.path()).expect("open netns");
-    let fd = ns.as_raw_fd();
-    let mut cmd = Command::new(BIN);
-    cmd.arg0("bridge").envs(env.iter().map(|(k, v)| (k, v)));
-    // SAFETY: only setns(2) runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sched::setns(
-                std::os::fd::BorrowedFd::borrow_raw(fd),
-                nix::sched::CloneFlags::CLONE_NEWNET,
-            )
-            .map_err(std::io::Error::from)
-        });
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    if let Some(mut s) = child.stdin.take() {
-        let _ = s.write_all(stdin.as_bytes());
-    }
-    drop(ns);
-    child
-}
 
 /// A cheap deterministic pseudo-random sequence (the runs must be reproducible).
 struct Lcg(u64);
@@ -72,29 +40,14 @@ fn killed_at_random_points_leaves_nothing() -> TestResult {
     let host = Netns::new("crash").map_err(fail)?;
     // A container that stays attached throughout: its IP must never be reused.
     let witness = Netns::new("witness").map_err(fail)?;
-    let base_env = |cmd: &str, ns: &str, id: &str| -> Vec<(String, String)> {
-        let mut env = shared_host().env();
-        env.extend([
-            (
-                "WASM_CNI_CONFIG".to_string(),
-                settings.display().to_string(),
-            ),
-            ("CNI_COMMAND".to_string(), cmd.to_string()),
-            ("CNI_CONTAINERID".to_string(), id.to_string()),
-            ("CNI_NETNS".to_string(), ns.to_string()),
-            ("CNI_IFNAME".to_string(), "eth0".to_string()),
-            ("CNI_PATH".to_string(), REFERENCE_DIR.to_string()),
-        ]);
-        env
+    let settings_path = settings.display().to_string();
+    let env = |cmd: &str, ns: &str, id: &str| {
+        CniEnv::new(cmd, ns)
+            .container_id(id)
+            .set("WASM_CNI_CONFIG", &settings_path)
     };
     let run = |cmd: &str, ns: &str, id: &str| -> Result<Answer, libtest_mimic::Failed> {
-        let mut env = CniEnv::new(cmd, ns).container_id(id);
-        for (k, v) in base_env(cmd, ns, id) {
-            if !k.starts_with("CNI_") {
-                env = env.set(&k, &v);
-            }
-        }
-        exec(Plugin::Ours("bridge"), &host, &env, &conf)
+        exec(Plugin::Ours("bridge"), &host, &env(cmd, ns, id), &conf)
     };
     let witness_ip = run("ADD", &witness.path(), "witness")?.ok()?.json()?["ips"][0]["address"]
         .as_str()
@@ -118,7 +71,12 @@ fn killed_at_random_points_leaves_nothing() -> TestResult {
         if verb == "DEL" {
             run("ADD", &c.path(), &id)?.ok()?;
         }
-        let mut child = spawn_bridge(&host, &base_env(verb, &c.path(), &id), &conf);
+        let mut child = spawn(
+            Plugin::Ours("bridge"),
+            &host,
+            &env(verb, &c.path(), &id),
+            &conf,
+        )?;
         std::thread::sleep(Duration::from_micros(rng.next(add_us + add_us / 2)));
         // Only our own child, by its PID.
         let _ = nix::sys::signal::kill(

@@ -389,6 +389,27 @@ pub fn exec(
     env: &CniEnv,
     stdin: &str,
 ) -> Result<Answer, Failed> {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = spawn(plugin, host_ns, env, stdin)?
+        .wait_with_output()
+        .map_err(fail)?;
+    Ok(Answer {
+        status: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
+
+/// Start a plugin like [`exec`] without waiting for it (stdout and stderr piped).
+pub fn spawn(
+    plugin: Plugin<'_>,
+    host_ns: &Netns,
+    env: &CniEnv,
+    stdin: &str,
+) -> Result<std::process::Child, Failed> {
     let ns = File::open(host_ns.path()).map_err(fail)?;
     let mut cmd = match plugin {
         Plugin::Ours(name) => {
@@ -440,17 +461,8 @@ pub fn exec(
         // A plugin may exit before reading stdin (VERSION): ignore EPIPE.
         let _ = s.write_all(stdin.as_bytes());
     }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child.wait_with_output().map_err(fail)?;
     drop(ns);
-    Ok(Answer {
-        status: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    })
+    Ok(child)
 }
 
 /// Run `wasm-cni <args>` as a tool (no CNI environment).
