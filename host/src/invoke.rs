@@ -61,24 +61,55 @@ pub fn run(
         }
         Ok(Invocation::Version) => return Outcome::Stdout(cni::version_info_json()),
         Ok(Invocation::Request(r)) => r,
-        Err(e) => return Outcome::Error(e, version_of(stdin)),
+        Err(e) => {
+            tracing::warn!(
+                command = env.get("CNI_COMMAND").map(String::as_str).unwrap_or(""),
+                container = env.get("CNI_CONTAINERID").map(String::as_str).unwrap_or(""),
+                outcome = "error",
+                code = e.code.as_u32(),
+                error = %e.msg,
+                "invocation"
+            );
+            return Outcome::Error(e, version_of(stdin));
+        }
     };
     let version = request.config.cni_version;
     let started = Instant::now();
     let request = Arc::new(request);
     let outcome = serve(invoked_as, &request, settings, env, None);
-    tracing::info!(
-        command = ?request.command,
-        container = %request.container_id,
-        network = %request.config.name,
-        elapsed_us = started.elapsed().as_micros() as u64,
-        ok = outcome.is_ok(),
-        "invocation"
-    );
+    log_invocation(&request, &outcome, started);
     match outcome {
         Ok(Some(out)) => Outcome::Stdout(out),
         Ok(None) => Outcome::Silent,
         Err(e) => Outcome::Error(e, version.as_str().to_string()),
+    }
+}
+
+/// The one line per invocation: who, what, how it ended, how long it took.
+fn log_invocation(request: &Request, outcome: &Result<Option<String>, CniError>, started: Instant) {
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let duration_ms = (duration_ms * 1000.0).round() / 1000.0;
+    match outcome {
+        Ok(_) => tracing::info!(
+            command = request.command.as_str(),
+            container = %request.container_id,
+            ifname = %request.ifname,
+            network = %request.config.name,
+            outcome = "ok",
+            duration_ms,
+            "invocation"
+        ),
+        Err(e) => tracing::warn!(
+            command = request.command.as_str(),
+            container = %request.container_id,
+            ifname = %request.ifname,
+            network = %request.config.name,
+            outcome = "error",
+            code = e.code.as_u32(),
+            error = %e.msg,
+            duration_ms,
+            "invocation"
+        ),
     }
 }
 

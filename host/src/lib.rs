@@ -8,6 +8,9 @@
 pub mod apply;
 pub mod audit;
 pub mod cni;
+pub mod conflist;
+pub mod inspect;
+pub mod install;
 pub mod invoke;
 pub mod ipam;
 pub mod plan;

@@ -13,11 +13,12 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 
 use wasm_cni::cni::{CniError, CniVersion, ErrorCode, SUPPORTED_VERSIONS};
+use wasm_cni::install::{InstallOptions, NetworkOptions};
 use wasm_cni::invoke::{self, Outcome};
 use wasm_cni::plugins::{Origin, PluginStore};
 use wasm_cni::policy::Policy;
 use wasm_cni::runtime::{ComponentCache, PluginRuntime};
-use wasm_cni::settings::Settings;
+use wasm_cni::settings::{LogFormat, Settings};
 
 fn main() -> ExitCode {
     let argv0 = std::env::args_os()
@@ -42,25 +43,32 @@ fn load_settings(env: &BTreeMap<String, String>) -> Result<Settings, CniError> {
 }
 
 fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let filter = tracing_subscriber::EnvFilter::try_new(settings.effective_log_level())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
     // stdout belongs to the CNI answer: logs go to a file or stderr, never stdout.
     let file = settings.log_file.as_ref().and_then(|path| {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
+            .map_err(|e| eprintln!("wasm-cni: cannot open log file {}: {e}", path.display()))
             .ok()
     });
-    let _ = match file {
-        Some(f) => builder
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(f))
-            .try_init(),
-        None => builder.with_writer(std::io::stderr).try_init(),
+    let writer = match file {
+        // One write per line on an O_APPEND file: concurrent invocations'
+        // lines never interleave.
+        Some(f) => BoxMakeWriter::new(std::sync::Mutex::new(f)),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(writer);
+    let _ = match settings.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
 
@@ -81,7 +89,10 @@ fn serve_cni(invoked_as: Option<&str>, env: &BTreeMap<String, String>) -> ExitCo
     let t_settings = wasm_cni::timing::phase("settings");
     let settings = match load_settings(env) {
         Ok(s) => s,
-        Err(e) => return print_error(&e, CniVersion::CURRENT.as_str()),
+        Err(e) => {
+            eprintln!("wasm-cni: {}", e.msg);
+            return print_error(&e, CniVersion::CURRENT.as_str());
+        }
     };
     init_logging(&settings);
     drop(t_settings);
@@ -129,8 +140,8 @@ fn write_stdout(text: &str) -> ExitCode {
     }
 }
 
+/// The error JSON on stdout (`invoke` has logged the invocation already).
 fn print_error(e: &CniError, version: &str) -> ExitCode {
-    tracing::warn!(code = e.code.as_u32(), "{}", e.msg);
     let _ = write_stdout(&e.to_json(version));
     ExitCode::FAILURE
 }
@@ -145,6 +156,12 @@ fn print_error(e: &CniError, version: &str) -> ExitCode {
 struct Cli {
     #[command(subcommand)]
     command: Tool,
+    /// Log level (tracing filter), over the settings and WASM_CNI_LOG_LEVEL.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    /// Log file, over the settings and WASM_CNI_LOG_FILE (default: stderr).
+    #[arg(long, global = true)]
+    log_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -178,6 +195,99 @@ enum Tool {
         #[command(subcommand)]
         command: PolicyTool,
     },
+    /// Install wasm-cni on this node: the binary, a `<type>` entry per component,
+    /// precompiled components and, with --subnet, a conflist. Idempotent; every
+    /// file appears atomically.
+    Install(InstallArgs),
+    /// Remove what `install` put in place, restoring replaced plugins.
+    Uninstall {
+        /// The bin directory given to `install`.
+        #[arg(long, default_value = "/opt/cni/bin")]
+        bin_dir: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the attachments and IPs held on this node, per network, from the
+    /// IPAM state on disk.
+    Inspect {
+        /// Only this network.
+        #[arg(long)]
+        network: Option<String>,
+        /// IPAM data directories (default: the settings' ipamDataDirs).
+        #[arg(long = "data-dir")]
+        data_dirs: Vec<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run CNI GC on one network by hand: release everything not in the valid list.
+    Gc {
+        /// The network's name (as in its conflist).
+        #[arg(long)]
+        network: String,
+        /// A JSON array of {"containerID": ..., "ifname": ...} to keep; `-` = stdin.
+        #[arg(long)]
+        valid: PathBuf,
+        /// Where the network's conflist is.
+        #[arg(long, default_value = "/etc/cni/net.d")]
+        conf_dir: PathBuf,
+        /// CNI_PATH for plugins that delegate (IPAM).
+        #[arg(long, default_value = "/opt/cni/bin")]
+        cni_path: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct InstallArgs {
+    /// Where runtimes look for plugins (CNI_PATH).
+    #[arg(long, default_value = "/opt/cni/bin")]
+    bin_dir: PathBuf,
+    /// Where components are installed (the settings' pluginDir).
+    #[arg(long)]
+    component_dir: Option<PathBuf>,
+    /// A directory of extra <type>.wasm components to install.
+    #[arg(long)]
+    components: Option<PathBuf>,
+    /// Where precompiled components go (the settings' cacheDir).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Replace plugin binaries that are not wasm-cni's (kept; uninstall restores them).
+    #[arg(long)]
+    replace: bool,
+    /// Where runtimes read network configs.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    conf_dir: PathBuf,
+    /// Pod range for host-local (repeatable, IPv4 and/or IPv6); writes a conflist.
+    #[arg(long = "subnet")]
+    subnets: Vec<ipnet::IpNet>,
+    /// The network name in the conflist.
+    #[arg(long, default_value = "wasm-cni")]
+    network: String,
+    /// The bridge device.
+    #[arg(long, default_value = "cni0")]
+    bridge: String,
+    /// Masquerade traffic from the pods that leaves their subnets.
+    #[arg(long)]
+    ip_masq: bool,
+    /// MTU of the bridge and the pods' interfaces.
+    #[arg(long)]
+    mtu: Option<u32>,
+    /// The conflist's cniVersion (1.0.0 suits every runtime since containerd 1.6).
+    #[arg(long, default_value = "1.0.0")]
+    cni_version: String,
+    /// The conflist's file name.
+    #[arg(long, default_value = "10-wasm-cni.conflist")]
+    conflist_name: String,
+    /// A native plugin appended to the chain (repeatable, in order), e.g. portmap.
+    #[arg(long = "chain")]
+    chain: Vec<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -193,13 +303,19 @@ const WIT_PACKAGE: &str = "wasm-cni:plugin@0.1.0";
 
 fn tool_main(env: &BTreeMap<String, String>) -> ExitCode {
     let cli = Cli::parse();
-    let settings = match load_settings(env) {
+    let mut settings = match load_settings(env) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {}", e.msg);
             return ExitCode::FAILURE;
         }
     };
+    if cli.log_level.is_some() {
+        settings.log_level = cli.log_level;
+    }
+    if cli.log_file.is_some() {
+        settings.log_file = cli.log_file;
+    }
     init_logging(&settings);
     let result = match cli.command {
         Tool::Compile { names } => compile(&settings, &names),
@@ -208,6 +324,25 @@ fn tool_main(env: &BTreeMap<String, String>) -> ExitCode {
             command: PolicyTool::Check { file },
         } => policy_check(&file),
         Tool::Plan { plugin, json } => plan(&settings, env, plugin.as_deref(), json),
+        Tool::Install(args) => install(&settings, args),
+        Tool::Uninstall { bin_dir, json } => {
+            wasm_cni::install::uninstall(&bin_dir).map(|actions| print_actions(&actions, json))
+        }
+        Tool::Inspect {
+            network,
+            data_dirs,
+            json,
+        } => {
+            inspect(&settings, network.as_deref(), data_dirs, json);
+            Ok(())
+        }
+        Tool::Gc {
+            network,
+            valid,
+            conf_dir,
+            cni_path,
+            json,
+        } => gc(&settings, &network, &valid, &conf_dir, &cni_path, json),
         Tool::Version => {
             println!("wasm-cni {}", env!("CARGO_PKG_VERSION"));
             println!("WIT contract: {WIT_PACKAGE}");
@@ -262,6 +397,129 @@ fn plan(
             report.intents.len()
         ),
         Some(code) => println!("verdict: rejected (code {code}): {}", report.verdict),
+    }
+    Ok(())
+}
+
+fn install(settings: &Settings, args: InstallArgs) -> Result<(), CniError> {
+    let binary = std::env::current_exe().map_err(|e| {
+        CniError::new(
+            ErrorCode::IoFailure,
+            format!("cannot find the running binary: {e}"),
+        )
+    })?;
+    let network = (!args.subnets.is_empty()).then_some(NetworkOptions {
+        conf_dir: args.conf_dir,
+        file_name: args.conflist_name,
+        name: args.network,
+        cni_version: args.cni_version,
+        bridge: args.bridge,
+        subnets: args.subnets,
+        ip_masq: args.ip_masq,
+        mtu: args.mtu,
+        chain: args.chain,
+    });
+    let opts = InstallOptions {
+        binary,
+        bin_dir: args.bin_dir,
+        component_dir: args
+            .component_dir
+            .unwrap_or_else(|| settings.plugin_dir.clone()),
+        components: args.components,
+        cache_dir: args.cache_dir.unwrap_or_else(|| settings.cache_dir.clone()),
+        replace: args.replace,
+        network,
+    };
+    let actions = wasm_cni::install::install(&opts)?;
+    print_actions(&actions, args.json);
+    Ok(())
+}
+
+fn print_actions(actions: &[wasm_cni::install::Action], json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(actions).unwrap_or_default());
+        return;
+    }
+    if actions.is_empty() {
+        println!("nothing to do");
+    }
+    for a in actions {
+        let note = if a.note.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", a.note)
+        };
+        println!("{:<10} {}{note}", a.action, a.path.display());
+    }
+}
+
+fn inspect(settings: &Settings, network: Option<&str>, data_dirs: Vec<PathBuf>, json: bool) {
+    let dirs = if data_dirs.is_empty() {
+        settings.ipam_data_dirs.clone()
+    } else {
+        data_dirs
+    };
+    let rows = wasm_cni::inspect::attachments(&dirs, network);
+    if json {
+        println!("{}", serde_json::to_string(&rows).unwrap_or_default());
+    } else {
+        print!("{}", wasm_cni::inspect::table(&rows));
+    }
+}
+
+fn gc(
+    settings: &Settings,
+    network: &str,
+    valid: &std::path::Path,
+    conf_dir: &std::path::Path,
+    cni_path: &str,
+    json: bool,
+) -> Result<(), CniError> {
+    use wasm_cni::{conflist, inspect};
+    let text = if valid == std::path::Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).map(|_| s)
+    } else {
+        std::fs::read_to_string(valid)
+    }
+    .map_err(|e| {
+        CniError::new(
+            ErrorCode::IoFailure,
+            format!("cannot read {}: {e}", valid.display()),
+        )
+    })?;
+    let keep = conflist::parse_valid_attachments(&text, &valid.display().to_string())?;
+    let (path, list) = conflist::find_network(conf_dir, network)?;
+    let before = inspect::attachments(&settings.ipam_data_dirs, Some(network));
+    let outcomes = conflist::gc(settings, &list, &keep, cni_path);
+    let after = inspect::attachments(&settings.ipam_data_dirs, Some(network));
+    let released: Vec<_> = before.into_iter().filter(|a| !after.contains(a)).collect();
+    let failed = outcomes.iter().any(|o| o.outcome == "error");
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "network": network,
+                "conflist": path,
+                "plugins": outcomes,
+                "released": released,
+                "kept": after,
+            })
+        );
+    } else {
+        println!("network {network} ({})", path.display());
+        for o in &outcomes {
+            println!("  {:<16} {:<8} {}", o.plugin_type, o.outcome, o.detail);
+        }
+        println!("released {} attachment(s):", released.len());
+        print!("{}", inspect::table(&released));
+        println!("kept {} attachment(s)", after.len());
+    }
+    if failed {
+        return Err(CniError::new(
+            ErrorCode::Internal,
+            "GC failed for at least one plugin (see above)",
+        ));
     }
     Ok(())
 }

@@ -22,8 +22,11 @@ pub struct Settings {
     pub cache_dir: PathBuf,
     /// Log file; stderr when unset.
     pub log_file: Option<PathBuf>,
-    /// `error`, `warn`, `info`, `debug` or `trace` (tracing filter syntax).
-    pub log_level: String,
+    /// `error`, `warn`, `info`, `debug` or `trace` (tracing filter syntax);
+    /// unset = `info` with a log file (one line per invocation), else `warn`.
+    pub log_level: Option<String>,
+    /// `text` (key=value fields) or `json` (one object per line).
+    pub log_format: LogFormat,
     /// Limits for every guest invocation.
     pub limits: Limits,
     /// Directories under which an in-process IPAM plugin's `dataDir` may lie.
@@ -41,7 +44,8 @@ impl Default for Settings {
             plugin_dir: PathBuf::from("/opt/cni/wasm"),
             cache_dir: PathBuf::from("/var/cache/wasm-cni"),
             log_file: None,
-            log_level: "warn".to_string(),
+            log_level: None,
+            log_format: LogFormat::Text,
             limits: Limits::default(),
             ipam_data_dirs: vec![
                 PathBuf::from("/var/lib/cni/networks"),
@@ -54,11 +58,31 @@ impl Default for Settings {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `time level message key=value...`
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 impl Settings {
+    /// The tracing filter in effect.
+    pub fn effective_log_level(&self) -> &str {
+        match (&self.log_level, &self.log_file) {
+            (Some(level), _) => level,
+            (None, Some(_)) => "info",
+            (None, None) => "warn",
+        }
+    }
+
     /// Load the settings: the file named by `WASM_CNI_CONFIG` (which must exist),
     /// else [`DEFAULT_SETTINGS_PATH`] if it exists, else the defaults; then the
-    /// `WASM_CNI_PLUGIN_DIR`, `WASM_CNI_CACHE_DIR`, `WASM_CNI_LOG_FILE` and
-    /// `WASM_CNI_LOG_LEVEL` overrides.
+    /// `WASM_CNI_PLUGIN_DIR`, `WASM_CNI_CACHE_DIR`, `WASM_CNI_LOG_FILE`,
+    /// `WASM_CNI_LOG_LEVEL`, `WASM_CNI_LOG_FORMAT` and `WASM_CNI_POLICY` overrides.
     pub fn load(env: &impl Fn(&str) -> Option<String>) -> Result<Self, CniError> {
         let mut settings = match env("WASM_CNI_CONFIG") {
             Some(path) => Self::from_file(Path::new(&path))?,
@@ -77,7 +101,19 @@ impl Settings {
             settings.log_file = Some(v.into());
         }
         if let Some(v) = env("WASM_CNI_LOG_LEVEL") {
-            settings.log_level = v;
+            settings.log_level = Some(v);
+        }
+        if let Some(v) = env("WASM_CNI_LOG_FORMAT") {
+            settings.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(CniError::new(
+                        ErrorCode::InvalidEnvironment,
+                        format!("WASM_CNI_LOG_FORMAT={v:?}: use \"text\" or \"json\""),
+                    ))
+                }
+            };
         }
         if let Some(v) = env("WASM_CNI_POLICY") {
             settings.policy_file = v.into();

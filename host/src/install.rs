@@ -1,0 +1,710 @@
+//! `wasm-cni install` and `wasm-cni uninstall`: put the binary, its per-type
+//! entries, the components, their precompiled artifacts and optionally a
+//! conflist on a node, and take them away again.
+//!
+//! Every file appears atomically (written under a temporary name in the same
+//! directory, then renamed), so a runtime exec'ing a plugin or reading the
+//! conflist mid-install sees the old file or the new one, never half of one.
+//! Order matters for the same reason: binary, components and cache first, then
+//! the `<type>` entries, then the conflist; uninstall goes the other way. What
+//! was done is recorded in `<bin-dir>/.wasm-cni-install.json`, which is how
+//! uninstall knows what is ours (and which replaced reference plugins to put
+//! back). Both hold an flock on the bin directory, so two installers in a row
+//! never interleave.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::cni::{CniError, ErrorCode};
+use crate::plugins::{sha256_hex, PluginStore};
+use crate::runtime::{ComponentCache, LoadedFrom, PluginRuntime};
+
+/// The installed binary's name in the bin directory.
+pub const BINARY_NAME: &str = "wasm-cni";
+/// The record of an installation, in the bin directory.
+pub const MANIFEST_NAME: &str = ".wasm-cni-install.json";
+/// Where replaced plugin binaries are kept, in the bin directory.
+pub const BACKUP_DIR: &str = ".wasm-cni-backup";
+
+/// What to install, and where.
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// The binary to install (normally the running executable).
+    pub binary: PathBuf,
+    /// Where runtimes look for plugin binaries (`CNI_PATH`).
+    pub bin_dir: PathBuf,
+    /// Where installed components live (the settings' `pluginDir`).
+    pub component_dir: PathBuf,
+    /// A directory of extra `<type>.wasm` components to install.
+    pub components: Option<PathBuf>,
+    /// Where precompiled components go (the settings' `cacheDir`).
+    pub cache_dir: PathBuf,
+    /// Replace plugin binaries that are not ours (kept, and restored by uninstall).
+    pub replace: bool,
+    /// The network conflist to write, if any.
+    pub network: Option<NetworkOptions>,
+}
+
+/// A conflist: wasm-cni `bridge` with host-local IPAM, then native plugins.
+#[derive(Debug, Clone)]
+pub struct NetworkOptions {
+    /// Where runtimes read network configs.
+    pub conf_dir: PathBuf,
+    /// The file name in `conf_dir`.
+    pub file_name: String,
+    /// The network name.
+    pub name: String,
+    /// The config's `cniVersion`.
+    pub cni_version: String,
+    /// The bridge device.
+    pub bridge: String,
+    /// host-local ranges, one range set each.
+    pub subnets: Vec<IpNet>,
+    /// Masquerade traffic leaving the subnets.
+    pub ip_masq: bool,
+    /// MTU of the bridge and veths.
+    pub mtu: Option<u32>,
+    /// Plugin types appended to the chain (e.g. `portmap`).
+    pub chain: Vec<String>,
+}
+
+/// What an installation created: the manifest's content.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// The version of wasm-cni that wrote it.
+    pub version: String,
+    /// The installed binary.
+    pub binary: PathBuf,
+    /// `<type>` entries (symlinks to the binary).
+    pub links: Vec<PathBuf>,
+    /// Entries that replaced someone else's file: (entry, where the original is).
+    pub backups: Vec<(PathBuf, PathBuf)>,
+    /// Copied components, with their sha256.
+    pub components: Vec<(PathBuf, String)>,
+    /// Precompiled artifacts.
+    pub cache_entries: Vec<PathBuf>,
+    /// The written conflist and its sha256.
+    pub conflist: Option<(PathBuf, String)>,
+}
+
+/// One thing install or uninstall did, for the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Action {
+    /// `wrote`, `linked`, `kept`, `backed-up`, `compiled`, `removed`, `restored`, `left`.
+    pub action: &'static str,
+    /// The path concerned.
+    pub path: PathBuf,
+    /// Extra words (a digest, a reason).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+impl Action {
+    fn new(action: &'static str, path: &Path, note: impl Into<String>) -> Self {
+        Action {
+            action,
+            path: path.to_path_buf(),
+            note: note.into(),
+        }
+    }
+}
+
+fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> CniError {
+    CniError::new(
+        ErrorCode::IoFailure,
+        format!("cannot {what} {}: {e}", path.display()),
+    )
+}
+
+fn bad_value(msg: String) -> CniError {
+    CniError::new(ErrorCode::InvalidNetworkConfig, msg)
+}
+
+/// Install. Checks everything first, so a refused install changes nothing.
+pub fn install(opts: &InstallOptions) -> Result<Vec<Action>, CniError> {
+    let conflist = opts.network.as_ref().map(build_conflist).transpose()?;
+    mkdir(&opts.bin_dir, 0o755)?;
+    let _lock = lock(&opts.bin_dir)?;
+    let mut manifest = read_manifest(&opts.bin_dir)?.unwrap_or_default();
+    let mut actions = Vec::new();
+
+    // Extra components: each must compile before anything is written.
+    let runtime = PluginRuntime::new()?;
+    let extra = match &opts.components {
+        Some(dir) => read_components(dir)?,
+        None => Vec::new(),
+    };
+    for (name, bytes) in &extra {
+        runtime
+            .engine()
+            .precompile_component(bytes)
+            .map_err(|e| bad_value(format!("{name}.wasm is not a usable component: {e}")))?;
+    }
+
+    // Every type that will have an entry, and the conflicts among them.
+    let mut types: Vec<String> = PluginStore::new(&opts.component_dir)
+        .list()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    for (name, _) in &extra {
+        if !types.contains(name) {
+            types.push(name.clone());
+        }
+    }
+    types.sort();
+    let mut to_back_up = Vec::new();
+    for t in &types {
+        let entry = opts.bin_dir.join(t);
+        match fs::symlink_metadata(&entry) {
+            Err(_) => {}
+            Ok(_) if is_our_link(&entry) => {}
+            Ok(m) if m.is_dir() => {
+                return Err(bad_value(format!(
+                    "{} is a directory; cannot install the {t} entry there",
+                    entry.display()
+                )))
+            }
+            Ok(_) if opts.replace => to_back_up.push(entry),
+            Ok(_) => {
+                return Err(CniError::new(
+                    ErrorCode::InvalidNetworkConfig,
+                    format!(
+                        "{} exists and is not wasm-cni's; nothing was changed",
+                        entry.display()
+                    ),
+                )
+                .with_details(
+                    "pass --replace to put wasm-cni in its place (the original is kept in \
+                     .wasm-cni-backup/ and restored by uninstall)",
+                ))
+            }
+        }
+    }
+    if let (Some(net), Some((_, text))) = (&opts.network, &conflist) {
+        let path = net.conf_dir.join(&net.file_name);
+        let ours = manifest.conflist.as_ref().is_some_and(|(p, _)| p == &path);
+        if let Ok(existing) = fs::read(&path) {
+            if !ours && existing != text.as_bytes() && !opts.replace {
+                return Err(bad_value(format!(
+                    "{} exists and was not written by wasm-cni; nothing was changed \
+                     (pass --replace to overwrite it)",
+                    path.display()
+                )));
+            }
+        }
+    }
+
+    // 1. The binary.
+    let binary = opts.bin_dir.join(BINARY_NAME);
+    let bytes = fs::read(&opts.binary).map_err(|e| io_err("read", &opts.binary, e))?;
+    actions.push(write_if_changed(&binary, &bytes, 0o755, "")?);
+    manifest.binary = binary;
+
+    // 2. Components and their artifacts.
+    if !extra.is_empty() {
+        mkdir(&opts.component_dir, 0o755)?;
+    }
+    for (name, bytes) in &extra {
+        let path = opts.component_dir.join(format!("{name}.wasm"));
+        let digest = sha256_hex(bytes);
+        actions.push(write_if_changed(
+            &path,
+            bytes,
+            0o644,
+            &format!("sha256:{digest}"),
+        )?);
+        manifest.components.retain(|(p, _)| p != &path);
+        manifest.components.push((path, digest));
+    }
+    let cache = ComponentCache::new(&opts.cache_dir);
+    for source in PluginStore::new(&opts.component_dir).list() {
+        let entry = cache.entry_path(runtime.engine(), &source.sha256);
+        // An existing entry is kept only if this engine loads it; a miss is
+        // compiled and stored by `load` itself.
+        match cache.load(runtime.engine(), &source.bytes, &source.sha256) {
+            Ok((_, LoadedFrom::Cache)) => actions.push(Action::new("kept", &entry, source.name)),
+            Ok((_, LoadedFrom::Compiled)) if entry.exists() => {
+                actions.push(Action::new("compiled", &entry, source.name))
+            }
+            // Not stored: `precompile` says why.
+            _ => {
+                cache.precompile(runtime.engine(), &source.bytes, &source.sha256)?;
+                actions.push(Action::new("compiled", &entry, source.name));
+            }
+        }
+        if !manifest.cache_entries.contains(&entry) {
+            manifest.cache_entries.push(entry);
+        }
+    }
+
+    // 3. The per-type entries.
+    let backup_dir = opts.bin_dir.join(BACKUP_DIR);
+    for entry in to_back_up {
+        mkdir(&backup_dir, 0o700)?;
+        let kept = backup_dir.join(entry.file_name().unwrap_or_default());
+        if kept.exists() {
+            return Err(bad_value(format!(
+                "{} is already kept as a backup; resolve it by hand",
+                kept.display()
+            )));
+        }
+        fs::rename(&entry, &kept).map_err(|e| io_err("back up", &entry, e))?;
+        actions.push(Action::new("backed-up", &entry, kept.display().to_string()));
+        manifest.backups.push((entry, kept));
+    }
+    for t in &types {
+        let entry = opts.bin_dir.join(t);
+        if is_our_link(&entry) {
+            actions.push(Action::new("kept", &entry, ""));
+        } else {
+            symlink_atomic(Path::new(BINARY_NAME), &entry)?;
+            actions.push(Action::new("linked", &entry, BINARY_NAME));
+        }
+        if !manifest.links.contains(&entry) {
+            manifest.links.push(entry);
+        }
+    }
+
+    // 4. The conflist, last: a runtime that sees it finds everything in place.
+    if let (Some(net), Some((value, text))) = (&opts.network, conflist) {
+        mkdir(&net.conf_dir, 0o755)?;
+        let path = net.conf_dir.join(&net.file_name);
+        let ranges = value["plugins"][0]["ipam"]["ranges"].to_string();
+        actions.push(write_if_changed(
+            &path,
+            text.as_bytes(),
+            0o644,
+            &format!("ranges {ranges}"),
+        )?);
+        let digest = sha256_hex(text.as_bytes());
+        manifest.conflist = Some((path, digest));
+    }
+
+    manifest.version = env!("CARGO_PKG_VERSION").to_string();
+    let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+    write_atomic(&opts.bin_dir.join(MANIFEST_NAME), text.as_bytes(), 0o644)?;
+    Ok(actions)
+}
+
+/// Uninstall what the manifest in `bin_dir` records. Files changed since install
+/// (a conflist edited by hand, an entry that is no longer our link) are left.
+pub fn uninstall(bin_dir: &Path) -> Result<Vec<Action>, CniError> {
+    if !bin_dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let _lock = lock(bin_dir)?;
+    let Some(manifest) = read_manifest(bin_dir)? else {
+        return Ok(Vec::new());
+    };
+    let mut actions = Vec::new();
+    if let Some((path, digest)) = &manifest.conflist {
+        match fs::read(path) {
+            Ok(bytes) if &sha256_hex(&bytes) == digest => {
+                remove(path, &mut actions)?;
+            }
+            Ok(_) => actions.push(Action::new("left", path, "changed since install")),
+            Err(_) => {}
+        }
+    }
+    for entry in &manifest.links {
+        if is_our_link(entry) {
+            remove(entry, &mut actions)?;
+        } else if entry.exists() {
+            actions.push(Action::new("left", entry, "not wasm-cni's any more"));
+        }
+    }
+    for (entry, kept) in &manifest.backups {
+        if kept.exists() && fs::symlink_metadata(entry).is_err() {
+            fs::rename(kept, entry).map_err(|e| io_err("restore", entry, e))?;
+            actions.push(Action::new("restored", entry, ""));
+        }
+    }
+    let _ = fs::remove_dir(bin_dir.join(BACKUP_DIR));
+    for (path, digest) in &manifest.components {
+        match fs::read(path) {
+            Ok(bytes) if &sha256_hex(&bytes) == digest => remove(path, &mut actions)?,
+            Ok(_) => actions.push(Action::new("left", path, "changed since install")),
+            Err(_) => {}
+        }
+    }
+    for path in &manifest.cache_entries {
+        if path.exists() {
+            remove(path, &mut actions)?;
+        }
+    }
+    if manifest.binary.exists() {
+        remove(&manifest.binary, &mut actions)?;
+    }
+    remove(&bin_dir.join(MANIFEST_NAME), &mut actions)?;
+    Ok(actions)
+}
+
+/// The conflist for `net`, as a value and as the text to write.
+pub fn build_conflist(net: &NetworkOptions) -> Result<(Value, String), CniError> {
+    crate::cni::CniVersion::parse(&net.cni_version)
+        .map_err(|_| bad_value(format!("unsupported --cni-version {:?}", net.cni_version)))?;
+    if crate::cni::request::validate_network_name(&net.name).is_err() {
+        return Err(bad_value(format!(
+            "invalid network name {:?}: letters, digits, '_', '.', '-', starting with a \
+             letter or digit",
+            net.name
+        )));
+    }
+    crate::cni::request::validate_interface_name(&net.bridge)
+        .map_err(|e| bad_value(format!("invalid bridge name {:?}: {}", net.bridge, e.msg)))?;
+    let file_ok = net.file_name.ends_with(".conflist")
+        && !net.file_name.contains('/')
+        && !net.file_name.starts_with('.');
+    if !file_ok {
+        return Err(bad_value(format!(
+            "invalid conflist name {:?}: a file name ending in .conflist",
+            net.file_name
+        )));
+    }
+    if net.subnets.is_empty() {
+        return Err(bad_value("a conflist needs at least one --subnet".into()));
+    }
+    for s in &net.subnets {
+        if s.trunc() != *s {
+            return Err(bad_value(format!(
+                "subnet {s} has host bits set; did you mean {}?",
+                s.trunc()
+            )));
+        }
+        let too_small = match s {
+            IpNet::V4(n) => n.prefix_len() > 30,
+            IpNet::V6(n) => n.prefix_len() > 126,
+        };
+        if too_small {
+            return Err(bad_value(format!(
+                "subnet {s} is too small for a gateway and a container"
+            )));
+        }
+    }
+    if let Some(mtu) = net.mtu {
+        if !(68..=65535).contains(&mtu) {
+            return Err(bad_value(format!("--mtu {mtu} is outside 68..65535")));
+        }
+    }
+    let mut routes = Vec::new();
+    if net.subnets.iter().any(|s| matches!(s, IpNet::V4(_))) {
+        routes.push(Route { dst: "0.0.0.0/0" });
+    }
+    if net.subnets.iter().any(|s| matches!(s, IpNet::V6(_))) {
+        routes.push(Route { dst: "::/0" });
+    }
+    let mut plugins = vec![PluginConf::Bridge(BridgeConf {
+        plugin_type: "bridge",
+        bridge: &net.bridge,
+        is_gateway: true,
+        ip_masq: net.ip_masq,
+        hairpin_mode: true,
+        mtu: net.mtu,
+        ipam: HostLocalConf {
+            plugin_type: "host-local",
+            ranges: net.subnets.iter().map(|s| [Range { subnet: *s }]).collect(),
+            routes,
+        },
+    })];
+    for t in &net.chain {
+        if t.is_empty()
+            || t.starts_with('.')
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(bad_value(format!("invalid plugin type {t:?} in --chain")));
+        }
+        let capabilities = match t.as_str() {
+            "portmap" => Some(json!({"portMappings": true})),
+            "bandwidth" => Some(json!({"bandwidth": true})),
+            _ => None,
+        };
+        plugins.push(PluginConf::Chained(ChainConf {
+            plugin_type: t,
+            capabilities,
+        }));
+    }
+    let list = ConfList {
+        cni_version: &net.cni_version,
+        name: &net.name,
+        plugins,
+    };
+    let value = serde_json::to_value(&list).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(&list).unwrap_or_default();
+    text.push('\n');
+    Ok((value, text))
+}
+
+// The conflist's shape, so that its keys come out in the order people write them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfList<'a> {
+    cni_version: &'a str,
+    name: &'a str,
+    plugins: Vec<PluginConf<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum PluginConf<'a> {
+    Bridge(BridgeConf<'a>),
+    Chained(ChainConf<'a>),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BridgeConf<'a> {
+    #[serde(rename = "type")]
+    plugin_type: &'a str,
+    bridge: &'a str,
+    is_gateway: bool,
+    ip_masq: bool,
+    hairpin_mode: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mtu: Option<u32>,
+    ipam: HostLocalConf<'a>,
+}
+
+#[derive(Serialize)]
+struct HostLocalConf<'a> {
+    #[serde(rename = "type")]
+    plugin_type: &'a str,
+    ranges: Vec<[Range; 1]>,
+    routes: Vec<Route>,
+}
+
+#[derive(Serialize)]
+struct Range {
+    subnet: IpNet,
+}
+
+#[derive(Serialize)]
+struct Route {
+    dst: &'static str,
+}
+
+#[derive(Serialize)]
+struct ChainConf<'a> {
+    #[serde(rename = "type")]
+    plugin_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capabilities: Option<Value>,
+}
+
+/// `<name>.wasm` files of `dir`, with their bytes.
+fn read_components(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, CniError> {
+    let entries = fs::read_dir(dir).map_err(|e| io_err("read", dir, e))?;
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wasm"))
+        else {
+            continue;
+        };
+        // The same rule the plugin store applies to names.
+        PluginStore::new(dir).find(name)?;
+        let bytes = fs::read(&path).map_err(|e| io_err("read", &path, e))?;
+        out.push((name.to_string(), bytes));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn is_our_link(path: &Path) -> bool {
+    fs::read_link(path).is_ok_and(|t| t == Path::new(BINARY_NAME))
+}
+
+fn mkdir(dir: &Path, mode: u32) -> Result<(), CniError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(|e| io_err("create", dir, e))
+}
+
+fn lock(dir: &Path) -> Result<Flock<fs::File>, CniError> {
+    let file = fs::File::open(dir).map_err(|e| io_err("open", dir, e))?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_err("lock", dir, e))
+}
+
+fn read_manifest(bin_dir: &Path) -> Result<Option<Manifest>, CniError> {
+    let path = bin_dir.join(MANIFEST_NAME);
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| bad_value(format!("{} is not an install record: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("read", &path, e)),
+    }
+}
+
+/// A name beside `path` for its next version.
+fn temp_name(path: &Path) -> PathBuf {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Replace `path` with `bytes` in one rename.
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CniError> {
+    let tmp = temp_name(path);
+    let _ = fs::remove_file(&tmp);
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            // The umask must not narrow the mode a runtime needs to exec it.
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+            f.sync_all()
+        })
+        .and_then(|()| fs::rename(&tmp, path));
+    written.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_err("write", path, e)
+    })
+}
+
+/// `wrote` after writing `bytes` to `path`, or `kept` when it holds them already.
+fn write_if_changed(path: &Path, bytes: &[u8], mode: u32, note: &str) -> Result<Action, CniError> {
+    let same = fs::read(path).is_ok_and(|old| old == bytes)
+        && fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o7777 == mode);
+    if same {
+        return Ok(Action::new("kept", path, note));
+    }
+    write_atomic(path, bytes, mode)?;
+    Ok(Action::new("wrote", path, note))
+}
+
+/// Point `path` at `target` in one rename.
+fn symlink_atomic(target: &Path, path: &Path) -> Result<(), CniError> {
+    let tmp = temp_name(path);
+    let _ = fs::remove_file(&tmp);
+    symlink(target, &tmp)
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io_err("link", path, e)
+        })
+}
+
+fn remove(path: &Path, actions: &mut Vec<Action>) -> Result<(), CniError> {
+    match fs::remove_file(path) {
+        Ok(()) => {
+            actions.push(Action::new("removed", path, ""));
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(subnets: &[&str]) -> NetworkOptions {
+        NetworkOptions {
+            conf_dir: PathBuf::from("/nonexistent"),
+            file_name: "10-wasm-cni.conflist".into(),
+            name: "pods".into(),
+            cni_version: "1.0.0".into(),
+            bridge: "cni0".into(),
+            subnets: subnets.iter().map(|s| s.parse().expect("cidr")).collect(),
+            ip_masq: true,
+            mtu: Some(1450),
+            chain: vec!["portmap".into(), "tuning".into()],
+        }
+    }
+
+    #[test]
+    fn dual_stack_conflist() {
+        let (v, text) = build_conflist(&net(&["10.244.1.0/24", "fd00:1::/64"])).expect("ok");
+        assert!(text.ends_with("}\n"));
+        assert_eq!(v["name"], "pods");
+        let bridge = &v["plugins"][0];
+        assert_eq!(bridge["type"], "bridge");
+        assert_eq!(bridge["mtu"], 1450);
+        assert_eq!(
+            bridge["ipam"]["ranges"],
+            json!([[{"subnet": "10.244.1.0/24"}], [{"subnet": "fd00:1::/64"}]])
+        );
+        assert_eq!(
+            bridge["ipam"]["routes"],
+            json!([{"dst": "0.0.0.0/0"}, {"dst": "::/0"}])
+        );
+        assert_eq!(v["plugins"][1]["capabilities"]["portMappings"], true);
+        assert_eq!(v["plugins"][2], json!({"type": "tuning"}));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases: Vec<(NetworkOptions, &str)> = vec![
+            (net(&["10.244.1.7/24"]), "10.244.1.7/24"),
+            (net(&["10.0.0.0/31"]), "10.0.0.0/31"),
+            (net(&[]), "--subnet"),
+            (
+                NetworkOptions {
+                    name: "bad name".into(),
+                    ..net(&["10.0.0.0/24"])
+                },
+                "bad name",
+            ),
+            (
+                NetworkOptions {
+                    bridge: "a-very-long-bridge-name".into(),
+                    ..net(&["10.0.0.0/24"])
+                },
+                "a-very-long-bridge-name",
+            ),
+            (
+                NetworkOptions {
+                    chain: vec!["../evil".into()],
+                    ..net(&["10.0.0.0/24"])
+                },
+                "../evil",
+            ),
+            (
+                NetworkOptions {
+                    file_name: "../x.conflist".into(),
+                    ..net(&["10.0.0.0/24"])
+                },
+                "../x.conflist",
+            ),
+            (
+                NetworkOptions {
+                    cni_version: "9.9.9".into(),
+                    ..net(&["10.0.0.0/24"])
+                },
+                "9.9.9",
+            ),
+            (
+                NetworkOptions {
+                    mtu: Some(20),
+                    ..net(&["10.0.0.0/24"])
+                },
+                "20",
+            ),
+        ];
+        for (n, named) in cases {
+            let e = build_conflist(&n).expect_err(named);
+            assert_eq!(e.code, ErrorCode::InvalidNetworkConfig);
+            assert!(e.msg.contains(named), "{named}: {}", e.msg);
+        }
+    }
+}
