@@ -235,6 +235,9 @@ pub enum Plugin<'a> {
     Reference(&'a str),
     /// `wasm-cni` with these arguments (e.g. `plan --json`).
     Tool(&'a [&'a str]),
+    /// The executable at this path (a `CNI_PATH` entry, ours or native), with
+    /// the environment ours get.
+    At(&'a Path),
 }
 
 /// Settings shared by the test binary: one precompiled cache for the whole run
@@ -422,6 +425,11 @@ pub fn spawn(
         Plugin::Tool(args) => {
             let mut c = Command::new(BIN);
             c.args(args);
+            c.envs(shared_host().env());
+            c
+        }
+        Plugin::At(path) => {
+            let mut c = Command::new(path);
             c.envs(shared_host().env());
             c
         }
