@@ -229,11 +229,15 @@ install_settings() {
 do_install() {
 	node_cidrs
 	install_settings
+	# Paths are the node's; --root says where the node is mounted, so the
+	# install record names node paths and `wasm-cni uninstall` also works on the
+	# node itself.
 	set -- install \
-		--bin-dir "$bin_dir" \
-		--component-dir "$component_dir" \
-		--cache-dir "$cache_dir" \
-		--conf-dir "$conf_dir"
+		--root "$host" \
+		--bin-dir /opt/cni/bin \
+		--component-dir /opt/cni/wasm \
+		--cache-dir /var/cache/wasm-cni \
+		--conf-dir /etc/cni/net.d
 	for c in $cidrs; do
 		set -- "$@" --subnet "$c"
 	done
@@ -266,10 +270,10 @@ do_install() {
 
 # uninstall finds everything install wrote (components, cache entries, conflist,
 # backed-up reference plugins) in the install record it keeps in the bin
-# directory, under the paths this same mount layout gave them.
+# directory, as node paths found under --root.
 do_uninstall() {
-	log "running: $WASM_CNI_BIN uninstall --bin-dir $bin_dir (node ${NODE_NAME:-?})"
-	"$WASM_CNI_BIN" uninstall --bin-dir "$bin_dir" ||
+	log "running: $WASM_CNI_BIN uninstall --root $host --bin-dir /opt/cni/bin (node ${NODE_NAME:-?})"
+	"$WASM_CNI_BIN" uninstall --root "$host" --bin-dir /opt/cni/bin ||
 		die "wasm-cni uninstall failed (exit status $?)"
 	stay_up "uninstalled from node ${NODE_NAME:-?}"
 }

@@ -1319,10 +1319,10 @@ fn entrypoint_installs_with_the_nodes_cidrs() -> TestResult {
         flag_values(&args, "--subnet") == ["10.244.3.0/24", "fd00:10:244:3::/64"],
         "subnets: {args:?}"
     );
-    // Every directory handed to install is a hostPath the DaemonSet mounts, seen
-    // through the stand-in for /host.
-    let host = pod.host();
-    let host = host.display().to_string();
+    // Every directory handed to install is a node path the DaemonSet mounts as a
+    // hostPath, found under --root (the stand-in for /host).
+    let host = pod.host().display().to_string();
+    ensure!(flag_values(&args, "--root") == [host], "--root: {args:?}");
     let (ds_pod, c) = container("daemonset.yaml")?;
     let (mounted, _) = mounts(&ds_pod, &c);
     for (flag, path) in [
@@ -1331,10 +1331,7 @@ fn entrypoint_installs_with_the_nodes_cidrs() -> TestResult {
         ("--cache-dir", "/var/cache/wasm-cni"),
         ("--conf-dir", "/etc/cni/net.d"),
     ] {
-        ensure!(
-            flag_values(&args, flag) == [format!("{host}{path}")],
-            "{flag}: {args:?}"
-        );
+        ensure!(flag_values(&args, flag) == [path], "{flag}: {args:?}");
         ensure!(mounted.contains_key(path), "{path} is not a hostPath");
     }
     ensure!(
@@ -1530,14 +1527,16 @@ fn entrypoint_passes_the_settings_as_flags() -> TestResult {
     let components = pod.dir.path().join("components").display().to_string();
     let expected: Vec<String> = [
         "install",
+        "--root",
+        &host,
         "--bin-dir",
-        &format!("{host}/opt/cni/bin"),
+        "/opt/cni/bin",
         "--component-dir",
-        &format!("{host}/opt/cni/wasm"),
+        "/opt/cni/wasm",
         "--cache-dir",
-        &format!("{host}/var/cache/wasm-cni"),
+        "/var/cache/wasm-cni",
         "--conf-dir",
-        &format!("{host}/etc/cni/net.d"),
+        "/etc/cni/net.d",
         "--subnet",
         "10.244.3.0/24",
         "--subnet",
@@ -1681,8 +1680,8 @@ fn entrypoint_uninstall_mode() -> TestResult {
     let calls = pod.calls();
     ensure!(calls.len() == 1, "calls: {calls:?}");
     // The rest (components, cache, conflist) is in the install record in the bin
-    // directory, under the same /host paths the uninstall DaemonSet mounts.
-    let expected = ["uninstall", "--bin-dir", &format!("{host}/opt/cni/bin")];
+    // directory, as node paths found under --root.
+    let expected = ["uninstall", "--root", &host, "--bin-dir", "/opt/cni/bin"];
     ensure!(calls[0].0 == expected, "{:?}", calls[0].0);
     ensure!(api.requests().is_empty(), "the uninstaller asked the API");
     pod.run_fails(&["frobnicate"], &["usage:"])?;

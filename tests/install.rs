@@ -27,6 +27,7 @@ fn main() -> std::process::ExitCode {
             extra_components,
         ),
         plain("inspect_lists_held_addresses", inspect),
+        plain("install_under_a_root_records_node_paths", under_root),
     ])
 }
 
@@ -438,5 +439,51 @@ fn inspect() -> TestResult {
     );
     let none = tool(&["inspect", "--data-dir", &d, "--network", "other", "--json"])?.ok()?;
     ensure!(none.stdout.trim() == "[]", "{}", none.stdout);
+    Ok(())
+}
+
+/// An installer container sees the node at `/host`: `--root` makes the record
+/// and the report name node paths, so uninstall works from the node as well.
+fn under_root() -> TestResult {
+    let tree = Tree::new();
+    let root = tree.root.path().display().to_string();
+    let out = tool(&[
+        "install",
+        "--root",
+        &root,
+        "--cache-dir",
+        "/var/cache/wasm-cni",
+        "--component-dir",
+        "/opt/cni/wasm",
+        "--subnet",
+        "10.244.9.0/24",
+        "--json",
+    ])?
+    .ok()?;
+    for (_, path) in actions(&out)? {
+        ensure!(
+            path.starts_with("/opt/cni/")
+                || path.starts_with("/var/cache/wasm-cni/")
+                || path.starts_with("/etc/cni/net.d/"),
+            "reported {path}"
+        );
+    }
+    let record: Value = serde_json::from_slice(
+        &fs::read(tree.path("opt/cni/bin/.wasm-cni-install.json")).map_err(fail)?,
+    )
+    .map_err(fail)?;
+    ensure!(record["binary"] == "/opt/cni/bin/wasm-cni", "{record}");
+    ensure!(
+        record["conflist"][0] == "/etc/cni/net.d/10-wasm-cni.conflist",
+        "{record}"
+    );
+    probe(&tree.path("opt/cni/bin"), "bridge").map_err(fail)?;
+    ensure!(
+        tree.path("etc/cni/net.d/10-wasm-cni.conflist").is_file(),
+        "no conflist"
+    );
+    tool(&["uninstall", "--root", &root, "--bin-dir", "/opt/cni/bin"])?.ok()?;
+    let left = tree.files();
+    ensure!(left.is_empty(), "left behind: {left:?}");
     Ok(())
 }

@@ -33,9 +33,12 @@ pub const MANIFEST_NAME: &str = ".wasm-cni-install.json";
 /// Where replaced plugin binaries are kept, in the bin directory.
 pub const BACKUP_DIR: &str = ".wasm-cni-backup";
 
-/// What to install, and where.
+/// What to install, and where. Every directory is a path on the node, found
+/// under `root` (an installer container sees the node's `/` at, say, `/host`).
 #[derive(Debug, Clone)]
 pub struct InstallOptions {
+    /// Where the node's file system is mounted (`/` when run on the node).
+    pub root: PathBuf,
     /// The binary to install (normally the running executable).
     pub binary: PathBuf,
     /// Where runtimes look for plugin binaries (`CNI_PATH`).
@@ -128,12 +131,68 @@ fn bad_value(msg: String) -> CniError {
     CniError::new(ErrorCode::InvalidNetworkConfig, msg)
 }
 
+/// `node` (a path on the node) as seen under `root`.
+fn under(root: &Path, node: &Path) -> PathBuf {
+    root.join(node.strip_prefix("/").unwrap_or(node))
+}
+
+/// `real` (a path under `root`) as a path on the node.
+fn on_node(root: &Path, real: &Path) -> PathBuf {
+    match real.strip_prefix(root) {
+        Ok(rel) if root != Path::new("/") => Path::new("/").join(rel),
+        _ => real.to_path_buf(),
+    }
+}
+
+impl Manifest {
+    fn map_paths(mut self, f: impl Fn(&Path) -> PathBuf) -> Self {
+        self.binary = f(&self.binary);
+        self.links.iter_mut().for_each(|p| *p = f(p));
+        for (a, b) in &mut self.backups {
+            *a = f(a);
+            *b = f(b);
+        }
+        self.components.iter_mut().for_each(|(p, _)| *p = f(p));
+        self.cache_entries.iter_mut().for_each(|p| *p = f(p));
+        if let Some((p, _)) = &mut self.conflist {
+            *p = f(p);
+        }
+        self
+    }
+}
+
 /// Install. Checks everything first, so a refused install changes nothing.
+/// The record and the report name paths on the node.
 pub fn install(opts: &InstallOptions) -> Result<Vec<Action>, CniError> {
+    let root = opts.root.clone();
+    let real = InstallOptions {
+        bin_dir: under(&root, &opts.bin_dir),
+        component_dir: under(&root, &opts.component_dir),
+        cache_dir: under(&root, &opts.cache_dir),
+        network: opts.network.clone().map(|n| NetworkOptions {
+            conf_dir: under(&root, &n.conf_dir),
+            ..n
+        }),
+        ..opts.clone()
+    };
+    let actions = install_real(&real)?;
+    Ok(actions
+        .into_iter()
+        .map(|a| Action {
+            path: on_node(&root, &a.path),
+            ..a
+        })
+        .collect())
+}
+
+fn install_real(opts: &InstallOptions) -> Result<Vec<Action>, CniError> {
+    let root = opts.root.clone();
     let conflist = opts.network.as_ref().map(build_conflist).transpose()?;
     mkdir(&opts.bin_dir, 0o755)?;
     let _lock = lock(&opts.bin_dir)?;
-    let mut manifest = read_manifest(&opts.bin_dir)?.unwrap_or_default();
+    let mut manifest = read_manifest(&opts.bin_dir)?
+        .unwrap_or_default()
+        .map_paths(|p| under(&root, p));
     let mut actions = Vec::new();
 
     // Extra components: each must compile before anything is written.
@@ -290,14 +349,17 @@ pub fn install(opts: &InstallOptions) -> Result<Vec<Action>, CniError> {
     }
 
     manifest.version = env!("CARGO_PKG_VERSION").to_string();
+    let manifest = manifest.map_paths(|p| on_node(&root, p));
     let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
     write_atomic(&opts.bin_dir.join(MANIFEST_NAME), text.as_bytes(), 0o644)?;
     Ok(actions)
 }
 
-/// Uninstall what the manifest in `bin_dir` records. Files changed since install
-/// (a conflist edited by hand, an entry that is no longer our link) are left.
-pub fn uninstall(bin_dir: &Path) -> Result<Vec<Action>, CniError> {
+/// Uninstall what the manifest in `bin_dir` (a node path, under `root`)
+/// records. Files changed since install (a conflist edited by hand, an entry
+/// that is no longer our link) are left.
+pub fn uninstall(root: &Path, bin_dir: &Path) -> Result<Vec<Action>, CniError> {
+    let bin_dir = &under(root, bin_dir);
     if !bin_dir.is_dir() {
         return Ok(Vec::new());
     }
@@ -305,6 +367,18 @@ pub fn uninstall(bin_dir: &Path) -> Result<Vec<Action>, CniError> {
     let Some(manifest) = read_manifest(bin_dir)? else {
         return Ok(Vec::new());
     };
+    let manifest = manifest.map_paths(|p| under(root, p));
+    let actions = uninstall_real(bin_dir, &manifest)?;
+    Ok(actions
+        .into_iter()
+        .map(|a| Action {
+            path: on_node(root, &a.path),
+            ..a
+        })
+        .collect())
+}
+
+fn uninstall_real(bin_dir: &Path, manifest: &Manifest) -> Result<Vec<Action>, CniError> {
     let mut actions = Vec::new();
     if let Some((path, digest)) = &manifest.conflist {
         match fs::read(path) {

@@ -198,9 +198,12 @@ enum Tool {
     /// Install wasm-cni on this node: the binary, a `<type>` entry per component,
     /// precompiled components and, with --subnet, a conflist. Idempotent; every
     /// file appears atomically.
-    Install(InstallArgs),
+    Install(Box<InstallArgs>),
     /// Remove what `install` put in place, restoring replaced plugins.
     Uninstall {
+        /// Where the node's file system is mounted (as given to `install`).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
         /// The bin directory given to `install`.
         #[arg(long, default_value = "/opt/cni/bin")]
         bin_dir: PathBuf,
@@ -243,6 +246,10 @@ enum Tool {
 
 #[derive(clap::Args)]
 struct InstallArgs {
+    /// Where the node's file system is mounted (an installer container's
+    /// hostPath root); every other path is a path on the node.
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
     /// Where runtimes look for plugins (CNI_PATH).
     #[arg(long, default_value = "/opt/cni/bin")]
     bin_dir: PathBuf,
@@ -324,10 +331,13 @@ fn tool_main(env: &BTreeMap<String, String>) -> ExitCode {
             command: PolicyTool::Check { file },
         } => policy_check(&file),
         Tool::Plan { plugin, json } => plan(&settings, env, plugin.as_deref(), json),
-        Tool::Install(args) => install(&settings, args),
-        Tool::Uninstall { bin_dir, json } => {
-            wasm_cni::install::uninstall(&bin_dir).map(|actions| print_actions(&actions, json))
-        }
+        Tool::Install(args) => install(&settings, *args),
+        Tool::Uninstall {
+            root,
+            bin_dir,
+            json,
+        } => wasm_cni::install::uninstall(&root, &bin_dir)
+            .map(|actions| print_actions(&actions, json)),
         Tool::Inspect {
             network,
             data_dirs,
@@ -420,6 +430,7 @@ fn install(settings: &Settings, args: InstallArgs) -> Result<(), CniError> {
         chain: args.chain,
     });
     let opts = InstallOptions {
+        root: args.root,
         binary,
         bin_dir: args.bin_dir,
         component_dir: args
