@@ -954,6 +954,10 @@ fn ping_publish_and_rm() -> TestResult {
         c1.id == id1 && c2.id == id2,
         "podman run/inspect ids differ"
     );
+    // --rootfs: no image, so nothing was pulled (the node namespace has no route
+    // to any registry anyway).
+    let images = node.podman(&["images", "--quiet"])?;
+    ensure!(images.trim().is_empty(), "podman has images: {images}");
     ensure!(c1.ip != c2.ip, "both containers got {}", c1.ip);
     ensure!(c1.mac != c2.mac, "both containers got MAC {}", c1.mac);
     check_attached(&node, "c1", &c1)?;
