@@ -12,6 +12,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::{Digest, Sha256};
+
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -42,8 +44,9 @@ fn main() {
     let test_dir = out.join("test-guests");
     fs::create_dir_all(&test_dir).expect("create test-guests dir");
     let mut bundled = String::from(
-        "/// The components built from `guest-plugins/`: (type name, component bytes).\n\
-         pub static BUNDLED: &[(&str, &[u8])] = &[\n",
+        "/// The components built from `guest-plugins/`: (type name, component bytes,\n\
+         /// lowercase hex sha256 of the bytes, computed at build time).\n\
+         pub static BUNDLED: &[(&str, &[u8], &str)] = &[\n",
     );
     for (dir, name) in &crates {
         let file = wasm_dir.join(format!("{}.wasm", name.replace('-', "_")));
@@ -57,9 +60,14 @@ fn main() {
         let copy = out.join(format!("{name}.wasm"));
         fs::copy(&file, &copy)
             .unwrap_or_else(|e| panic!("guest {name} was not built at {}: {e}", file.display()));
+        let bytes = fs::read(&copy).expect("read the copied guest");
+        let digest: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         writeln!(
             bundled,
-            "    ({name:?}, include_bytes!({:?})),",
+            "    ({name:?}, include_bytes!({:?}), {digest:?}),",
             copy.display()
         )
         .expect("writing to a String");

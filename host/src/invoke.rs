@@ -464,15 +464,20 @@ fn serve(
             tracing::error!("releasing IPAM after a failed ADD: {}", e.msg);
         }
     }
-    // Closing the netlink sockets is measured on its own: an nftables socket's
-    // close waits for the kernel's cleanup of the last transaction.
-    let t = timing::phase("teardown:kernel");
-    drop(kernel);
-    drop(t);
+    // The guest side first: the IPAM delegate's store lock goes with it.
     let t = timing::phase("teardown:wasm");
     drop(ipam);
     drop(component);
     drop(runtime);
+    drop(t);
+    // Closing an nftables socket after a transaction waits for the kernel's
+    // cleanup of it (an RCU grace period): that close happens in a child after
+    // this process has exited (see `reaper`).
+    let t = timing::phase("teardown:kernel");
+    if dry_run.is_none() {
+        crate::reaper::defer_netfilter_close();
+    }
+    drop(kernel);
     drop(t);
     outcome
 }

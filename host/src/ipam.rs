@@ -114,7 +114,9 @@ impl IpamDelegate {
         command: GuestCommand,
     ) -> Result<Option<CniResult>, CniError> {
         let cache = ComponentCache::new(&self.settings.cache_dir);
+        let t = crate::timing::phase("ipam:load");
         let (component, _) = cache.load(self.runtime.engine(), &source.bytes, &source.sha256)?;
+        drop(t);
         self.run_loaded(&component, command)
     }
 
@@ -139,12 +141,15 @@ impl IpamDelegate {
             (Some(lock_dir(&dir)?), None)
         };
         let dir = scratch.as_ref().map_or(dir.clone(), |s| s.path.clone());
+        let t = crate::timing::phase("ipam:instantiate");
         let mut instance = self.runtime.instantiate_ipam(
             component,
             Box::new(NoServices),
             &self.settings.limits,
             &dir,
         )?;
+        drop(t);
+        let _t = crate::timing::phase("ipam:guest");
         let mut req = self.guest_request.clone();
         req.command = command;
         // The reference creates reservation files 0600; a guest cannot choose a

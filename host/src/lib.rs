@@ -16,6 +16,7 @@ pub mod ipam;
 pub mod plan;
 pub mod plugins;
 pub mod policy;
+pub mod reaper;
 pub mod runtime;
 pub mod settings;
 pub mod timing;

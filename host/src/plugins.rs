@@ -45,6 +45,16 @@ impl ComponentSource {
         }
     }
 
+    /// A bundled component, whose digest the build computed.
+    fn bundled(name: &str, bytes: &'static [u8], sha256: &str) -> Self {
+        ComponentSource {
+            name: name.to_string(),
+            bytes: Cow::Borrowed(bytes),
+            sha256: sha256.to_string(),
+            origin: Origin::Bundled,
+        }
+    }
+
     /// Fail unless the component's digest is `pin` (`sha256:<hex>`).
     pub fn verify_pin(&self, pin: &str) -> Result<(), CniError> {
         let Some(hex) = pin.strip_prefix("sha256:") else {
@@ -116,8 +126,8 @@ impl PluginStore {
         }
         bundled::BUNDLED
             .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(n, bytes)| ComponentSource::new(n, Cow::Borrowed(bytes), Origin::Bundled))
+            .find(|(n, _, _)| *n == name)
+            .map(|(n, bytes, sha256)| ComponentSource::bundled(n, bytes, sha256))
             .ok_or_else(|| {
                 CniError::new(
                     ErrorCode::ComponentNotFound,
@@ -153,13 +163,9 @@ impl PluginStore {
                 }
             }
         }
-        for (name, bytes) in bundled::BUNDLED {
+        for (name, bytes, sha256) in bundled::BUNDLED {
             if !found.iter().any(|c| c.name == *name) {
-                found.push(ComponentSource::new(
-                    name,
-                    Cow::Borrowed(bytes),
-                    Origin::Bundled,
-                ));
+                found.push(ComponentSource::bundled(name, bytes, sha256));
             }
         }
         found
@@ -168,7 +174,7 @@ impl PluginStore {
 
 /// Names of the bundled plugins.
 pub fn bundled_names() -> Vec<&'static str> {
-    bundled::BUNDLED.iter().map(|(n, _)| *n).collect()
+    bundled::BUNDLED.iter().map(|(n, _, _)| *n).collect()
 }
 
 /// A component name is a plugin type: it must never reach outside the plugin
@@ -202,7 +208,8 @@ mod tests {
         let store = PluginStore::new("/nonexistent-wasm-cni-dir");
         let c = store.find("loopback").expect("bundled loopback");
         assert_eq!(c.origin, Origin::Bundled);
-        assert_eq!(c.sha256.len(), 64);
+        // The build's digest is the digest of the bytes.
+        assert_eq!(c.sha256, sha256_hex(&c.bytes));
         assert!(c.bytes.starts_with(b"\0asm"));
     }
 

@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
@@ -422,32 +422,45 @@ impl Masquerade for NftMasquerade {
     fn add(&mut self, key: &AttachmentKey, source: IpNet) -> Result<(), MasqError> {
         let comment = nft_rule_comment(key);
         let prefix = nft_instance_prefix(key);
-        // Rewriting the base chain deletes rules, and a transaction that deletes
-        // makes the kernel wait an RCU grace period when this socket closes
-        // (5-15 ms here): rewrite it only when it does not hold its three rules.
-        let base_ready = self
-            .sock
-            .list_rules(NFPROTO_INET, NFT_TABLE, NFT_POSTROUTING_CHAIN)
-            .map(|rules| rules.len() == postrouting_exprs().len())
-            .unwrap_or(false);
-        self.transact(|rules, batch| {
-            declare_layout(batch, !base_ready);
-            let mut kept = false;
-            for rule in rules.iter().filter(|r| r.comment.starts_with(&prefix)) {
-                match rule_source(rule) {
-                    // The rule we want: keep the first, drop duplicates.
-                    Some(s) if s == source && rule.comment == comment && !kept => kept = true,
-                    // Same address: a duplicate or an outdated subnet.
-                    Some(s) if s.addr() == source.addr() => delete_masq_rule(batch, rule.handle),
-                    // Another address of this attachment, or a shape we do not
-                    // recognise: not ours to judge here (remove() takes all).
-                    _ => {}
+        // A transaction that deletes or even re-declares an existing chain (the
+        // kernel records a chain "update") leaves work for after an RCU grace
+        // period, and closing this socket then waits for it (5-15 ms here). So
+        // once the layout stands (the base chain holds its three rules, the last
+        // a goto to masq_checks), only the rule is added; otherwise the whole
+        // layout is declared and the base chain rewritten, as the reference does.
+        self.sock.transact(
+            NFPROTO_INET,
+            |sock| {
+                let base = sock.list_rules(NFPROTO_INET, NFT_TABLE, NFT_POSTROUTING_CHAIN)?;
+                let masq = sock.list_rules(NFPROTO_INET, NFT_TABLE, NFT_MASQ_CHAIN)?;
+                Ok((base.len() == postrouting_exprs().len(), masq))
+            },
+            |(layout_ready, rules), batch| {
+                if *layout_ready {
+                    batch.relies_on_read();
+                } else {
+                    declare_layout(batch);
                 }
-            }
-            if !kept {
-                add_masq_rule(batch, source, &comment);
-            }
-        })
+                let mut kept = false;
+                for rule in rules.iter().filter(|r| r.comment.starts_with(&prefix)) {
+                    match rule_source(rule) {
+                        // The rule we want: keep the first, drop duplicates.
+                        Some(s) if s == source && rule.comment == comment && !kept => kept = true,
+                        // Same address: a duplicate or an outdated subnet.
+                        Some(s) if s.addr() == source.addr() => {
+                            delete_masq_rule(batch, rule.handle)
+                        }
+                        // Another address of this attachment, or a shape we do not
+                        // recognise: not ours to judge here (remove() takes all).
+                        _ => {}
+                    }
+                }
+                if !kept {
+                    add_masq_rule(batch, source, &comment);
+                }
+            },
+        )?;
+        Ok(())
     }
 
     fn remove(&mut self, key: &AttachmentKey) -> Result<(), MasqError> {
@@ -500,7 +513,7 @@ impl Masquerade for NftMasquerade {
 
 /// Declares the table and both chains (no-ops when they exist), then
 /// rewrites the base chain, as the reference does on every ADD.
-fn declare_layout(batch: &mut Batch, rewrite_base: bool) {
+fn declare_layout(batch: &mut Batch) {
     batch.add_table(NFT_TABLE, Some(NFT_TABLE_COMMENT));
     batch.add_chain(
         NFT_TABLE,
@@ -519,11 +532,9 @@ fn declare_layout(batch: &mut Batch, rewrite_base: bool) {
         }),
         None,
     );
-    if rewrite_base {
-        batch.flush_chain(NFT_TABLE, NFT_POSTROUTING_CHAIN);
-        for exprs in postrouting_exprs() {
-            batch.add_rule(NFT_TABLE, NFT_POSTROUTING_CHAIN, &exprs, None);
-        }
+    batch.flush_chain(NFT_TABLE, NFT_POSTROUTING_CHAIN);
+    for exprs in postrouting_exprs() {
+        batch.add_rule(NFT_TABLE, NFT_POSTROUTING_CHAIN, &exprs, None);
     }
 }
 
@@ -746,6 +757,8 @@ fn ip_from(bytes: &[u8]) -> Option<IpAddr> {
 /// of that container on that network.
 pub struct IptablesMasquerade {
     netns: File,
+    /// Asks the kernel, without exec'ing anything, whether a `nat` table exists.
+    probe: std::cell::RefCell<Option<NftSocket>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -921,7 +934,47 @@ impl IptablesMasquerade {
     pub fn open() -> Result<Self, MasqError> {
         let path = "/proc/thread-self/ns/net";
         let netns = File::open(path).map_err(|e| MasqError::io(format!("open {path}"), e))?;
-        Ok(IptablesMasquerade { netns })
+        Ok(IptablesMasquerade {
+            netns,
+            probe: std::cell::RefCell::new(NftSocket::open().ok()),
+        })
+    }
+
+    /// Whether this namespace certainly has no `nat` table for `family`, in
+    /// either iptables backend: none among nf_tables' tables (iptables-nft)
+    /// and none in `/proc/net/ip{,6}_tables_names` (legacy x_tables, listed
+    /// once the table is in use). Then there is nothing to list and no
+    /// `iptables` process is started (each costs milliseconds). Any doubt (a
+    /// failed probe, a call from another namespace) answers false.
+    fn certainly_no_nat_table(&self, family: Family) -> bool {
+        let same_netns = (|| {
+            let ours = nix::sys::stat::fstat(self.netns.as_fd()).ok()?;
+            let here = nix::sys::stat::stat("/proc/thread-self/ns/net").ok()?;
+            Some(ours.st_ino == here.st_ino && ours.st_dev == here.st_dev)
+        })();
+        if same_netns != Some(true) {
+            return false;
+        }
+        let (nfproto, legacy) = match family {
+            Family::V4 => (NFPROTO_IPV4, "/proc/thread-self/net/ip_tables_names"),
+            Family::V6 => (NFPROTO_IPV6, "/proc/thread-self/net/ip6_tables_names"),
+        };
+        let legacy_nat = match std::fs::read_to_string(legacy) {
+            Ok(names) => names.lines().any(|l| l.trim() == "nat"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(_) => return false,
+        };
+        if legacy_nat {
+            return false;
+        }
+        let mut probe = self.probe.borrow_mut();
+        let Some(sock) = probe.as_mut() else {
+            return false;
+        };
+        match sock.list_tables(nfproto) {
+            Ok(tables) => !tables.iter().any(|t| t == "nat"),
+            Err(_) => false,
+        }
     }
 
     /// Runs `<program> --wait -t nat <args>` in our namespace. `Ok(None)`
@@ -964,6 +1017,15 @@ impl IptablesMasquerade {
     /// no such table for this family (a node without IPv6 NAT holds no IPv6
     /// masquerade rules).
     fn list(&self, family: Family) -> Result<Option<SavedTable>, MasqError> {
+        if self.certainly_no_nat_table(family) {
+            return Ok(None);
+        }
+        self.list_always(family)
+    }
+
+    /// [`Self::list`] without the probe: `iptables -S` also creates the table
+    /// (iptables-nft) or loads it (legacy), which adding a rule needs.
+    fn list_always(&self, family: Family) -> Result<Option<SavedTable>, MasqError> {
         let Some(out) = self.run(family, &["-S"])? else {
             return Ok(None);
         };
@@ -1061,7 +1123,9 @@ impl Masquerade for IptablesMasquerade {
         let family = Family::of(source.addr());
         let chain = iptables_chain_name(&key.network, &key.container_id);
         let comment = iptables_comment(&key.network, &key.container_id);
-        let table = self.list(family)?.ok_or_else(|| not_installed(family))?;
+        let table = self
+            .list_always(family)?
+            .ok_or_else(|| not_installed(family))?;
         if !table.has_chain(&chain) {
             self.run_ok(family, &["-N", &chain])?;
         }

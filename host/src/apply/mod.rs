@@ -23,4 +23,5 @@ pub use netlink::{
     validate_sysctl_path, BridgeVlanFlags, LinkFacts, NetError, Netlink, RouteFacts, RouteSpec,
 };
 pub use netns::{run_in_netns, NetnsHandle};
+pub use nft::sockets_with_pending_work;
 pub use rtnl::RtNetlink;

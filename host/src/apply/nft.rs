@@ -11,7 +11,9 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use netlink_sys::{constants::NETLINK_NETFILTER, Socket, SocketAddr};
@@ -52,6 +54,7 @@ pub(super) const NF_ACCEPT: u32 = 1;
 
 // linux/netfilter/nf_tables.h
 const NFT_MSG_NEWTABLE: u8 = 0;
+const NFT_MSG_GETTABLE: u8 = 1;
 const NFT_MSG_NEWCHAIN: u8 = 3;
 const NFT_MSG_GETCHAIN: u8 = 4;
 const NFT_MSG_DELCHAIN: u8 = 5;
@@ -193,9 +196,40 @@ fn kernel_error(op: impl Into<String>, code: i32, message: Option<String>) -> Nf
 
 /// A `NETLINK_NETFILTER` socket bound to the network namespace that was
 /// current for the thread that opened it, for its whole life.
+///
+/// Open sockets are registered, so that [`sockets_with_pending_work`] can name
+/// them to the `reaper` when their close would wait for the kernel.
 pub(super) struct NftSocket {
     socket: Socket,
     seq: u32,
+}
+
+/// Descriptors of the open [`NftSocket`]s.
+static SOCKETS: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+/// Whether this process committed a batch that left the kernel deferred work.
+static PENDING_WORK: AtomicBool = AtomicBool::new(false);
+
+fn lock_registry() -> std::sync::MutexGuard<'static, Vec<RawFd>> {
+    SOCKETS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The open nftables sockets whose close would wait for the kernel's deferred
+/// work (an RCU grace period): all of them once this process has committed a
+/// batch that leaves some (the wait is on the kernel's global queue, whichever
+/// socket closes first); none otherwise.
+pub fn sockets_with_pending_work() -> Vec<RawFd> {
+    if PENDING_WORK.load(Ordering::SeqCst) {
+        lock_registry().clone()
+    } else {
+        Vec::new()
+    }
+}
+
+impl Drop for NftSocket {
+    fn drop(&mut self) {
+        let fd = self.socket.as_raw_fd();
+        lock_registry().retain(|f| *f != fd);
+    }
 }
 
 impl NftSocket {
@@ -219,6 +253,7 @@ impl NftSocket {
             tracing::debug!("NETLINK_CAP_ACK unavailable: {e}");
         }
         set_recv_timeout(&socket, REPLY_TIMEOUT)?;
+        lock_registry().push(socket.as_raw_fd());
         // Replies come only to this socket; sequence numbers tell the current
         // request's replies from leftovers of an abandoned one.
         Ok(NftSocket { socket, seq: 0 })
@@ -248,6 +283,25 @@ impl NftSocket {
             |payload| {
                 let rule = NftRule::parse(payload)?;
                 Ok((rule.table == table && rule.chain == chain).then_some(rule))
+            },
+        )
+    }
+
+    /// The names of the tables of `family`.
+    pub(super) fn list_tables(&mut self, family: u8) -> Result<Vec<String>, NftError> {
+        self.dump(
+            (NFT_MSG_GETTABLE, NFT_MSG_NEWTABLE),
+            family,
+            "list the tables",
+            |_| {},
+            |payload| {
+                let attrs = payload
+                    .get(4..)
+                    .ok_or_else(|| NftError::Protocol("table message without nfgenmsg".into()))?;
+                Ok(attributes(attrs)?
+                    .into_iter()
+                    .find(|(kind, _)| *kind == NFTA_TABLE_NAME)
+                    .map(|(_, value)| cstr(value).to_string()))
             },
         )
     }
@@ -346,9 +400,9 @@ impl NftSocket {
     }
 
     /// Reads the current state with `read`, lets `plan` fill a batch from
-    /// it, and commits the batch. A batch that deletes objects found by
-    /// `read` is planned again when a concurrent writer removed one of them
-    /// first (ENOENT).
+    /// it, and commits the batch. A batch that deletes or extends objects
+    /// found by `read` is planned again when a concurrent writer removed one
+    /// of them first (ENOENT).
     pub(super) fn transact<S, R>(
         &mut self,
         family: u8,
@@ -377,10 +431,15 @@ impl NftSocket {
     /// Sends a batch and waits for the kernel's verdict on it: all or nothing.
     /// An empty batch is not sent.
     pub(super) fn commit(&mut self, batch: Batch) -> Result<(), NftError> {
+        let leaves_work = batch.leaves_work;
         let (bytes, ops, begin_seq, next_seq) = batch.finish();
         self.seq = next_seq;
         if ops.is_empty() {
             return Ok(());
+        }
+        if leaves_work {
+            // Set before sending: even a rejected batch may have queued work.
+            PENDING_WORK.store(true, Ordering::SeqCst);
         }
         self.send(&bytes)?;
         let mut pending: HashSet<u32> = ops.iter().map(|(seq, _)| *seq).collect();
@@ -511,9 +570,12 @@ pub(super) struct Batch {
     ops: Vec<(u32, String)>,
     begin_seq: u32,
     seq: u32,
-    /// Whether an object found earlier is deleted (and may race with another
-    /// writer).
+    /// Whether the batch deletes or extends an object found earlier, so that a
+    /// concurrent writer removing it first makes the commit fail with ENOENT.
     deletes: bool,
+    /// Whether committing it leaves the kernel work to do after an RCU grace
+    /// period (deleted objects, chain updates), which a close then waits for.
+    leaves_work: bool,
 }
 
 impl Batch {
@@ -525,6 +587,7 @@ impl Batch {
             begin_seq: last_seq.wrapping_add(1),
             seq: last_seq.wrapping_add(1),
             deletes: false,
+            leaves_work: false,
         };
         batch.control(NFNL_MSG_BATCH_BEGIN);
         batch
@@ -579,6 +642,8 @@ impl Batch {
         base: Option<BaseChain>,
         comment: Option<&str>,
     ) {
+        // Declaring an existing chain is an update, reclaimed later.
+        self.leaves_work = true;
         let what = if base.is_some() {
             "base chain"
         } else {
@@ -611,6 +676,7 @@ impl Batch {
     /// Deletes every rule of a chain (which must exist, or be created
     /// earlier in this batch).
     pub(super) fn flush_chain(&mut self, table: &str, chain: &str) {
+        self.leaves_work = true;
         // DELRULE with a chain and no handle flushes the chain.
         self.message(NFT_MSG_DELRULE, 0, format!("flush chain {chain}"), |b| {
             put_str(b, NFTA_RULE_TABLE, table);
@@ -622,10 +688,17 @@ impl Batch {
     /// to it.
     pub(super) fn delete_chain(&mut self, table: &str, name: &str) {
         self.deletes = true;
+        self.leaves_work = true;
         self.message(NFT_MSG_DELCHAIN, 0, format!("delete chain {name}"), |b| {
             put_str(b, NFTA_CHAIN_TABLE, table);
             put_str(b, NFTA_CHAIN_NAME, name);
         });
+    }
+
+    /// Marks the batch as relying on objects found earlier (a rule added to a
+    /// chain the batch does not declare): ENOENT on commit means "plan again".
+    pub(super) fn relies_on_read(&mut self) {
+        self.deletes = true;
     }
 
     /// Appends a rule to a chain.
@@ -658,6 +731,7 @@ impl Batch {
     /// Deletes one rule by its handle.
     pub(super) fn delete_rule(&mut self, table: &str, chain: &str, handle: u64) {
         self.deletes = true;
+        self.leaves_work = true;
         self.message(
             NFT_MSG_DELRULE,
             0,

@@ -143,8 +143,11 @@ fn engine_config() -> Config {
 impl PluginRuntime {
     /// The engine and linker; cheap (no compilation happens here).
     pub fn new() -> Result<Self, CniError> {
+        let t = crate::timing::phase("engine:new");
         let engine = Engine::new(&engine_config())
             .map_err(|e| internal(format!("cannot create the wasm engine: {e}")))?;
+        drop(t);
+        let _t = crate::timing::phase("engine:linker");
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| internal(format!("cannot link WASI: {e}")))?;
