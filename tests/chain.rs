@@ -690,6 +690,12 @@ fn libcni_gc() -> TestResult {
             !rules.contains("10.92.0.3") && !rules.contains("10.92.0.4"),
             "{keys:?}: stale rules left:\n{rules}"
         );
+        // The lost container's veth goes with its namespace, which the kernel
+        // tears down asynchronously after `ip netns del`.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while node.veths()?.len() > 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         ensure!(
             node.veths()?.len() == 1,
             "{keys:?}: veths {:?}",

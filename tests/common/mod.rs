@@ -68,7 +68,14 @@ pub fn plain(name: &str, f: fn() -> TestResult) -> Trial {
 /// Run the trials with libtest's command-line conventions.
 pub fn run(trials: Vec<Trial>) -> std::process::ExitCode {
     let args = libtest_mimic::Arguments::from_args();
-    libtest_mimic::run(&args, trials).exit_code()
+    let code = libtest_mimic::run(&args, trials).exit_code();
+    // The shared host lives in a static that is never dropped: remove its
+    // directories here.
+    if let Some(host) = HOST.get() {
+        let _ = std::fs::remove_dir_all(host.cache.path());
+        let _ = std::fs::remove_dir_all(host.plugins.path());
+    }
+    code
 }
 
 /// Turn any displayable error into a test failure.
@@ -279,8 +286,9 @@ impl Host {
 }
 
 /// One shared `Host` per test binary.
+static HOST: OnceLock<Host> = OnceLock::new();
+
 pub fn shared_host() -> &'static Host {
-    static HOST: OnceLock<Host> = OnceLock::new();
     HOST.get_or_init(Host::new)
 }
 

@@ -4,8 +4,9 @@
 //! The directory is one network's `<dataDir>/<network name>`; the host holds
 //! the flock on its `lock` file for the whole call, so nothing here locks.
 //!
-//! - `<ip>` (e.g. `10.1.0.5`, `2001:db8::2`): one reservation, created with
-//!   `O_EXCL`, holding exactly `<containerID>\r\n<ifname>`. Older reference
+//! - `<ip>` (e.g. `10.1.0.5`, `2001:db8::2`): one reservation, appearing
+//!   whole (written as `.<ip>.new`, then hard-linked, which fails if the name
+//!   exists), holding exactly `<containerID>\r\n<ifname>`. Older reference
 //!   versions wrote only `<containerID>` ("legacy" files).
 //! - `last_reserved_ip.<range set index>`: the last address handed out from
 //!   that set, for round-robin. Replaced atomically (temp file + rename),
@@ -172,10 +173,18 @@ impl Store for DiskStore {
     }
 
     fn reserve(&mut self, ip: IpAddr, content: &str) -> Result<bool, StoreError> {
+        // The reservation appears whole or not at all: the record is written to
+        // a dot-file (never taken for an address) and hard-linked to the
+        // address's name, which fails if the name exists. The reference
+        // creates the file and then writes it, so a crash in between leaves an
+        // empty reservation that no DEL can match; this leaves at most a
+        // dot-file. The host's lock makes this the only writer.
         let name = ip.to_string();
         let path = self.path(&name);
+        let tmp_name = format!(".{name}.new");
+        let tmp = self.path(&tmp_name);
         let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
+        options.write(true).create(true).truncate(true);
         // The reference creates reservations 0600. Inside the component the
         // host's preopen decides the mode; natively (tests) set it here.
         #[cfg(unix)]
@@ -183,18 +192,22 @@ impl Store for DiskStore {
             use std::os::unix::fs::OpenOptionsExt as _;
             options.mode(0o600);
         }
-        let mut file = match options.open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(StoreError::new("open", &name, e)),
-        };
+        let mut file = options
+            .open(&tmp)
+            .map_err(|e| StoreError::new("open", &name, e))?;
         if let Err(e) = file.write_all(content.as_bytes()) {
             drop(file);
-            // A half-written reservation would hold the address for nobody.
-            let _ = fs::remove_file(&path);
+            let _ = fs::remove_file(&tmp);
             return Err(StoreError::new("write", &name, e));
         }
-        Ok(true)
+        drop(file);
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(StoreError::new("open", &name, e)),
+        }
     }
 
     fn release(&mut self, name: &str) -> Result<(), StoreError> {
