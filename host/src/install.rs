@@ -232,7 +232,16 @@ fn install_real(opts: &InstallOptions) -> Result<Vec<Action>, CniError> {
                     entry.display()
                 )))
             }
-            Ok(_) if opts.replace => to_back_up.push(entry),
+            Ok(_) if opts.replace => {
+                let kept = opts.bin_dir.join(BACKUP_DIR).join(t);
+                if kept.exists() {
+                    return Err(bad_value(format!(
+                        "{} is already kept as a backup; nothing was changed (resolve it by hand)",
+                        kept.display()
+                    )));
+                }
+                to_back_up.push(entry)
+            }
             Ok(_) => {
                 return Err(CniError::new(
                     ErrorCode::InvalidNetworkConfig,
@@ -310,12 +319,6 @@ fn install_real(opts: &InstallOptions) -> Result<Vec<Action>, CniError> {
     for entry in to_back_up {
         mkdir(&backup_dir, 0o700)?;
         let kept = backup_dir.join(entry.file_name().unwrap_or_default());
-        if kept.exists() {
-            return Err(bad_value(format!(
-                "{} is already kept as a backup; resolve it by hand",
-                kept.display()
-            )));
-        }
         fs::rename(&entry, &kept).map_err(|e| io_err("back up", &entry, e))?;
         actions.push(Action::new("backed-up", &entry, kept.display().to_string()));
         manifest.backups.push((entry, kept));
