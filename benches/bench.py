@@ -646,6 +646,7 @@ class Bench:
         self.runner = runner
         self.breakdown = Breakdown()
         self.growth = ""
+        self.only: list[str] = []
         self._dirs = 0
         bin_dir = work / "bin"
         bin_dir.mkdir()
@@ -1131,6 +1132,10 @@ def measure(bench: Bench) -> tuple[list[Row], list[str]]:
         ("parallel", lambda: parallel(bench, sizes.parallel, sizes.parallel_rounds)),
         ("sequential + GC", lambda: sequential_and_gc(bench, sizes.sequential, sizes.window)),
     ]
+    if bench.only:
+        scenarios = [(name, fn) for name, fn in scenarios if any(word in name for word in bench.only)]
+        if not scenarios:
+            raise BenchError(f"--only {','.join(bench.only)} matches no scenario")
     load_before = Path("/proc/loadavg").read_text().split()[0]
     if float(load_before) > 0.5:
         print(f"bench: warning: load average {load_before} before the run; other work disturbs the numbers", file=sys.stderr)
@@ -1171,7 +1176,7 @@ def publish(args: argparse.Namespace, bench: Bench, info: list[tuple[str, str]],
         print(f"\n{title}:" if title else "")
         print(body)
     command = "scripts/bench" + (" --quick" if args.quick else "")
-    output = args.output or (None if args.quick else REPO / "docs" / "benchmarks.md")
+    output = args.output or (None if args.quick or args.only else REPO / "docs" / "benchmarks.md")
     if output:
         work = Path("<tmp>")
         configs = {
@@ -1197,6 +1202,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few repetitions, small N (~1 minute); writes no docs unless --output")
     parser.add_argument("--binary", default=str(REPO / "target" / "release" / "wasm-cni"), help="the wasm-cni binary to measure")
+    parser.add_argument("--only", help="comma-separated words: run only the scenarios whose name contains one (e.g. sequential,loopback); writes no docs unless --output")
     parser.add_argument("--output", help="where to write the markdown report (default: docs/benchmarks.md for a full run)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -1207,6 +1213,7 @@ def main() -> int:
     try:
         preflight()
         bench = Bench(QUICK if args.quick else FULL, work, Path(args.binary), namespaces, runner)
+        bench.only = [w for w in (args.only or "").split(",") if w]
         run(args, bench)
         return 0
     except BenchError as e:

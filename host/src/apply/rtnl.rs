@@ -9,7 +9,8 @@
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -17,15 +18,18 @@ use ipnet::IpNet;
 use netlink_packet_core::DefaultNla;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
-    AfSpecBridge, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort, InfoData, InfoKind,
-    InfoPortData, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
-    LinkProtoInfoBridge, State,
+    AfSpecBridge, AfSpecInet, AfSpecUnspec, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort,
+    InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo,
+    LinkMessage, LinkProtoInfoBridge, State,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType, RouteVia,
 };
 use netlink_packet_route::AddressFamily;
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::libc;
+use nix::sys::stat::Mode;
 use rtnetlink::{
     AddressMessageBuilder, Handle, LinkBridge, LinkBridgeVlan, LinkMessageBuilder, LinkUnspec,
     LinkVeth, RouteMessageBuilder,
@@ -53,6 +57,9 @@ pub struct RtNetlink {
     /// For another namespace, one thread that entered it, started on the first
     /// sysctl and reused for the rest of the invocation.
     worker: std::sync::OnceLock<NetnsWorker>,
+    /// Directories under `/proc/sys/net` of `ns` (by name below it), opened
+    /// inside it on first use.
+    sysctl_dirs: std::sync::Mutex<Vec<(String, std::fs::File)>>,
 }
 
 impl std::fmt::Debug for RtNetlink {
@@ -77,7 +84,11 @@ impl RtNetlink {
         let local = is_current(ns);
         let connect = move || {
             let _entered = rt_handle.enter();
-            rtnetlink::new_connection()
+            // Strict checking makes the kernel apply a dump request's filters
+            // (the link index of an address dump) instead of sending the whole
+            // table: a node's namespace holds one veth per pod. In exchange
+            // every dump header must be zero but for the filters it means.
+            rtnetlink::new_connection_with_strict_check()
         };
         // In our own namespace no thread is needed: the socket is bound here.
         let opened = if local {
@@ -96,6 +107,7 @@ impl RtNetlink {
             ns: ns.try_clone()?,
             local,
             worker: std::sync::OnceLock::new(),
+            sysctl_dirs: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -144,6 +156,21 @@ impl RtNetlink {
             .block(self.handle.address().get().execute().try_collect())
             .map_err(|e| nl_error("get addresses", "", e))?;
         Ok(msgs.iter().filter_map(address_of).collect())
+    }
+
+    /// The addresses of link `index` alone (the kernel filters, see `open`;
+    /// filtered here as well).
+    fn addresses_of(&self, index: u32) -> Result<Vec<IpNet>, NetError> {
+        let req = self.handle.address().get().set_link_index_filter(index);
+        let msgs: Vec<AddressMessage> = self
+            .block(req.execute().try_collect())
+            .map_err(|e| nl_error("get addresses", &index.to_string(), e))?;
+        Ok(msgs
+            .iter()
+            .filter_map(address_of)
+            .filter(|(i, _)| *i == index)
+            .map(|(_, net)| net)
+            .collect())
     }
 
     /// The IPv6 addresses of link `index` that are still tentative; fails
@@ -244,39 +271,206 @@ impl RtNetlink {
         Ok(builder.build())
     }
 
-    fn routes_of(&self, msg: RouteMessage) -> Result<Vec<RouteFacts>, NetError> {
+    fn routes_of(&self, mut msg: RouteMessage) -> Result<Vec<RouteFacts>, NetError> {
+        // Under strict checking these header fields are filters; the builder's
+        // defaults (table main, proto static, type unicast) would hide routes.
+        msg.header.table = 0;
+        msg.header.protocol = RouteProtocol::Unspec;
+        msg.header.kind = RouteType::Unspec;
+        msg.header.scope = RouteScope::Universe;
         let msgs: Vec<RouteMessage> = self
             .block(self.handle.route().get(msg).execute().try_collect())
             .map_err(|e| nl_error("get routes", "", e))?;
         Ok(msgs.iter().filter_map(route_facts).collect())
     }
 
-    fn sysctl_io<T: Send + 'static>(
-        &self,
-        path: &str,
-        io: impl FnOnce(&str) -> std::io::Result<T> + Send + 'static,
-    ) -> Result<T, NetError> {
+    /// Reads (`value` none) or writes one sysctl under `/proc/sys/net` of this
+    /// namespace, returning what was read.
+    fn sysctl_io(&self, path: &str, value: Option<String>) -> Result<String, NetError> {
         validate_sysctl_path(path)?;
-        let full = format!("/proc/sys/{path}");
-        // /proc/sys/net resolves to the namespace of the thread that opens
-        // the file, so the open must happen inside: directly when that is our
-        // own namespace, else on the worker that entered it once.
-        let result = if self.local {
-            io(&full)
-        } else {
-            let worker = match self.worker.get() {
-                Some(w) => w,
-                None => {
-                    let started = NetnsWorker::start(&self.ns)?;
-                    self.worker.get_or_init(|| started)
-                }
-            };
-            worker.run(move || io(&full))?
+        // Validation guarantees `net/<dir>/<rest>` or `net/<file>`.
+        let rel = &path["net/".len()..];
+        let (dir_name, rest) = match rel.split_once('/') {
+            Some((dir, rest)) => (dir, rest),
+            None => ("", rel),
         };
+        // Every namespace's `net/ipv4`, `net/ipv6`, ... hang off one shared
+        // dentry, so the kernel resolves those names by walking one cached
+        // entry per namespace that ever looked them up, under a spinlock: on a
+        // node with thousands of pods that walk costs more than everything
+        // else a sysctl does. Each such directory is therefore looked up once
+        // per invocation and side, and keys are opened below it. The lookups
+        // resolve to the namespace of the thread doing them, so they happen
+        // inside: directly for our own namespace, else on the worker.
+        let dir = self.sysctl_dir(dir_name)?;
+        let rest = rest.to_string();
+        // The descriptor outlives the call: `self` owns it and waits here
+        // while the worker runs the job.
+        let result = self.in_netns(move || sysctl_file_io(dir, &rest, value))?;
         result.map_err(|e| match e.raw_os_error() {
             Some(code) => NetError::kernel("sysctl", path, Errno::from_raw(code)),
             None => NetError::io(format!("sysctl {path}"), e),
         })
+    }
+
+    /// The descriptor of `/proc/sys/net/<name>` (of `/proc/sys/net` for an
+    /// empty name) in this namespace, opened on first use.
+    fn sysctl_dir(&self, name: &str) -> Result<RawFd, NetError> {
+        let mut dirs = self
+            .sysctl_dirs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, file)) = dirs.iter().find(|(n, _)| n == name) {
+            return Ok(file.as_raw_fd());
+        }
+        let path = if name.is_empty() {
+            "/proc/sys/net".to_string()
+        } else {
+            format!("/proc/sys/net/{name}")
+        };
+        let shown = path.clone();
+        let opened = self.in_netns(move || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                .open(path)
+        })?;
+        let file = opened.map_err(|e| match e.raw_os_error() {
+            Some(code) => NetError::kernel("sysctl", shown, Errno::from_raw(code)),
+            None => NetError::io(format!("open {shown}"), e),
+        })?;
+        let fd = file.as_raw_fd();
+        dirs.push((name.to_string(), file));
+        Ok(fd)
+    }
+
+    /// One IPv4 setting of a link, read from its `IFLA_INET_CONF`.
+    fn ipv4_conf(&self, path: &str, ifname: &str, index: u16) -> Result<i32, NetError> {
+        let msg = self
+            .get_link_msg("sysctl", ifname)?
+            .ok_or_else(|| NetError::kernel("sysctl", path, Errno::ENOENT))?;
+        let conf = msg.attributes.iter().find_map(|attr| match attr {
+            LinkAttribute::AfSpecUnspec(specs) => specs.iter().find_map(|spec| match spec {
+                AfSpecUnspec::Inet(inet) => inet.iter().find_map(|nla| match nla {
+                    AfSpecInet::DevConf(conf) => Some(*conf),
+                    _ => None,
+                }),
+                _ => None,
+            }),
+            _ => None,
+        });
+        let conf = conf.ok_or_else(|| NetError::kernel("sysctl", path, Errno::ENOENT))?;
+        Ok(match index {
+            IPV4_DEVCONF_ARP_ANNOUNCE => conf.arp_announce,
+            IPV4_DEVCONF_ARP_IGNORE => conf.arp_ignore,
+            IPV4_DEVCONF_ARP_ACCEPT => conf.arp_accept,
+            _ => conf.arp_notify,
+        })
+    }
+
+    /// Sets one IPv4 setting of a link through `IFLA_INET_CONF`, which the
+    /// kernel stores exactly as a write to its sysctl file does.
+    fn set_ipv4_conf(
+        &self,
+        path: &str,
+        ifname: &str,
+        index: u16,
+        value: u32,
+    ) -> Result<(), NetError> {
+        // One nested attribute `index = value`; the crate's request type
+        // leaves zeros out, and a setting may well be set to zero.
+        let mut inner = [0u8; 8];
+        inner[0..2].copy_from_slice(&8u16.to_ne_bytes());
+        inner[2..4].copy_from_slice(&index.to_ne_bytes());
+        inner[4..8].copy_from_slice(&value.to_ne_bytes());
+        let conf = DefaultNla::new(IFLA_INET_CONF | NLA_F_NESTED, inner.to_vec());
+        let mut msg = LinkUnspec::new_with_name(ifname).build();
+        msg.attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+                AfSpecInet::Other(conf),
+            ])]));
+        match self.set_link("sysctl", ifname, msg) {
+            Err(e) if e.errno() == Some(Errno::ENODEV) => {
+                Err(NetError::kernel("sysctl", path, Errno::ENOENT))
+            }
+            other => other,
+        }
+    }
+
+    /// Runs `f` inside this instance's namespace: right here for our own, on
+    /// the worker (started on first use) for another.
+    fn in_netns<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, NetError> {
+        if self.local {
+            return Ok(f());
+        }
+        let worker = match self.worker.get() {
+            Some(w) => w,
+            None => {
+                let started = NetnsWorker::start(&self.ns)?;
+                self.worker.get_or_init(|| started)
+            }
+        };
+        worker.run(f)
+    }
+}
+
+/// `IFLA_INET_CONF` inside `IFLA_AF_SPEC`/`AF_INET`, from `<linux/if_link.h>`.
+const IFLA_INET_CONF: u16 = 1;
+/// `NLA_F_NESTED`.
+const NLA_F_NESTED: u16 = 0x8000;
+/// `IPV4_DEVCONF_*` indexes, from `<linux/ip.h>`.
+const IPV4_DEVCONF_ARP_ANNOUNCE: u16 = 18;
+const IPV4_DEVCONF_ARP_IGNORE: u16 = 19;
+const IPV4_DEVCONF_ARP_ACCEPT: u16 = 21;
+const IPV4_DEVCONF_ARP_NOTIFY: u16 = 22;
+
+/// For `net/ipv4/conf/<link>/<key>` where the kernel's sysctl handler does
+/// nothing but store the value (the ARP settings), the link and the
+/// `IPV4_DEVCONF_*` index: those go over rtnetlink, which finds the link by
+/// name instead of walking `/proc/sys/net/ipv4` (see `sysctl_io`).
+fn ipv4_link_conf(path: &str) -> Option<(&str, u16)> {
+    let rest = path.strip_prefix("net/ipv4/conf/")?;
+    let (ifname, key) = rest.split_once('/')?;
+    if ifname == "all" || ifname == "default" || ifname.is_empty() {
+        return None;
+    }
+    let index = match key {
+        "arp_notify" => IPV4_DEVCONF_ARP_NOTIFY,
+        "arp_ignore" => IPV4_DEVCONF_ARP_IGNORE,
+        "arp_announce" => IPV4_DEVCONF_ARP_ANNOUNCE,
+        "arp_accept" => IPV4_DEVCONF_ARP_ACCEPT,
+        _ => return None,
+    };
+    Some((ifname, index))
+}
+
+/// Opens `rel` below the directory descriptor `dir` and reads it, or writes
+/// `value` to it.
+fn sysctl_file_io(dir: RawFd, rel: &str, value: Option<String>) -> std::io::Result<String> {
+    use std::io::{Read as _, Write as _};
+    // SAFETY: `dir` is owned by the RtNetlink that waits for this call.
+    let dir = unsafe { BorrowedFd::borrow_raw(dir) };
+    let flags = if value.is_some() {
+        OFlag::O_WRONLY
+    } else {
+        OFlag::O_RDONLY
+    } | OFlag::O_CLOEXEC
+        | OFlag::O_NOFOLLOW;
+    let fd = nix::fcntl::openat(dir, rel, flags, Mode::empty()).map_err(std::io::Error::from)?;
+    let mut file = std::fs::File::from(fd);
+    match value {
+        Some(value) => {
+            file.write_all(value.as_bytes())?;
+            Ok(String::new())
+        }
+        None => {
+            let mut text = String::new();
+            file.read_to_string(&mut text)?;
+            Ok(text)
+        }
     }
 }
 
@@ -429,12 +623,7 @@ impl Netlink for RtNetlink {
             return Ok(None);
         };
         let mut facts = link_facts(&msg);
-        facts.addresses = self
-            .addresses()?
-            .into_iter()
-            .filter(|(index, _)| *index == facts.index)
-            .map(|(_, net)| net)
-            .collect();
+        facts.addresses = self.addresses_of(facts.index)?;
         Ok(Some(facts))
     }
 
@@ -714,12 +903,20 @@ impl Netlink for RtNetlink {
     }
 
     fn set_sysctl(&mut self, path: &str, value: &str) -> Result<(), NetError> {
-        let value = value.to_string();
-        self.sysctl_io(path, move |full| std::fs::write(full, value))
+        if let Some((ifname, index)) = ipv4_link_conf(path) {
+            let value: u32 = value.trim().parse().map_err(|_| {
+                NetError::Invalid(format!("sysctl {path}: {value:?} is not a number"))
+            })?;
+            return self.set_ipv4_conf(path, ifname, index, value);
+        }
+        self.sysctl_io(path, Some(value.to_string())).map(drop)
     }
 
     fn sysctl(&mut self, path: &str) -> Result<String, NetError> {
-        let raw = self.sysctl_io(path, |full| std::fs::read_to_string(full))?;
+        if let Some((ifname, index)) = ipv4_link_conf(path) {
+            return self.ipv4_conf(path, ifname, index).map(|v| v.to_string());
+        }
+        let raw = self.sysctl_io(path, None)?;
         Ok(raw.trim_end_matches('\n').to_string())
     }
 
@@ -1126,6 +1323,32 @@ mod tests {
             .sysctl("net/ipv4/conf/nope/forwarding")
             .expect_err("missing");
         assert_eq!(missing.errno(), Some(Errno::ENOENT));
+
+        // The ARP settings go over rtnetlink; /proc (read inside `a`) agrees,
+        // zero can be written back, and a missing link reads as ENOENT too.
+        let arp = format!("net/ipv4/conf/{name}/arp_notify");
+        let in_a = |key: &str| {
+            let path = format!("/proc/sys/{key}");
+            run_in_netns(&a, move || std::fs::read_to_string(path))
+                .expect("enter")
+                .expect("read /proc")
+                .trim()
+                .to_string()
+        };
+        assert_eq!(nl.sysctl(&arp).expect("read"), "0");
+        nl.set_sysctl(&arp, "1").expect("write");
+        assert_eq!(in_a(&arp), "1");
+        assert_eq!(nl.sysctl(&arp).expect("read back"), "1");
+        nl.set_sysctl(&arp, "0").expect("write zero");
+        assert_eq!(in_a(&arp), "0");
+        let missing = nl
+            .set_sysctl("net/ipv4/conf/nope/arp_notify", "1")
+            .expect_err("missing");
+        assert_eq!(missing.errno(), Some(Errno::ENOENT));
+        assert!(matches!(
+            nl.set_sysctl(&arp, "yes"),
+            Err(NetError::Invalid(_))
+        ));
     }
 
     #[test]
