@@ -365,7 +365,19 @@ fn host_local_interoperates_with_reference() -> TestResult {
     let last = std::fs::read_to_string(net.data_dir().join("wcni-net/last_reserved_ip.0"))
         .map_err(fail)?;
     ensure!(last == "10.88.0.3", "last_reserved_ip.0 = {last:?}");
+    // Our owner link for ctr-a; the reference made none for ctr-b.
+    let links = || -> Result<Vec<String>, libtest_mimic::Failed> {
+        let dir = std::fs::read_dir(net.data_dir().join("wcni-net")).map_err(fail)?;
+        Ok(dir
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(".owner."))
+            .collect())
+    };
+    ensure!(links()?.len() == 1, "owner links: {:?}", links()?);
+    // The reference's release-by-owner reads the link as one of ctr-a's files
+    // and removes it too; ours walks the directory for the unlinked ctr-b.
     ipam_only(Plugin::Reference("host-local"), "DEL", "ctr-a")?.ok()?;
+    ensure!(links()?.is_empty(), "left by the reference: {:?}", links()?);
     ipam_only(Plugin::Ours("host-local"), "DEL", "ctr-b")?.ok()?;
     ensure!(
         net.allocations("wcni-net").is_empty(),

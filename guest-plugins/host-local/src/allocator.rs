@@ -5,16 +5,25 @@
 //! Pure apart from the store: no logging (warnings go to a callback) and no
 //! knowledge of WIT.
 //!
-//! Work done per ADD, compared with the reference: the reference walks the
-//! whole directory and reads every file (the `lock` and `last_reserved_ip.*`
-//! included) once per range set for its duplicate check, then tries an
-//! `O_EXCL` create for every candidate address. Here the directory is listed
-//! at most once per ADD (and not at all when every set is served by a
-//! requested IP), only files named by an address inside the set being
-//! allocated are read, and candidates already present in the listing are
-//! skipped without a system call; `O_EXCL` still decides. Reading the files of
-//! the set cannot be avoided without an index, and an index would be wrong as
-//! soon as the reference binary (or an older one) wrote to the same directory.
+//! Work done per request, compared with the reference: the reference walks
+//! the whole directory and reads every file (the `lock` and
+//! `last_reserved_ip.*` included) once per range set on ADD (its duplicate
+//! check), DEL and CHECK, so a node's thousandth pod pays for the 999 before
+//! it. Here each reservation gets an owner link (`.owner.<hash>.<set>`, see
+//! [`crate::store`]): ADD's duplicate check reads the attachment's own links
+//! only, and DEL and CHECK use them when every range set has one that points
+//! at a reservation of the attachment, and walk the directory like the
+//! reference otherwise (reservations made by the reference binary, by older
+//! versions, or before a crash between reservation and link). ADD does not
+//! list the directory: candidates are tried in the reference's round-robin
+//! order and `O_EXCL` (here, a hard link) decides, as in the reference.
+//!
+//! What ADD's duplicate check does not see: a reservation of the same
+//! attachment that has no link, i.e. one made by the reference binary (or
+//! an older version) on the same directory. The check guards against a
+//! runtime sending ADD twice without DEL; reading every reservation to
+//! cover a second writer as well would make every ADD as slow as the
+//! reference's.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -22,7 +31,7 @@ use std::net::IpAddr;
 
 use crate::config::{Range, RangeSet};
 use crate::ip;
-use crate::store::{owner_record, Entry, Store, StoreError};
+use crate::store::{owner_link_name, owner_link_set, owner_record, Entry, Store, StoreError};
 
 /// The attachment a request is about.
 #[derive(Clone, Copy, Debug)]
@@ -166,25 +175,6 @@ impl fmt::Display for AddError {
     }
 }
 
-/// The directory as listed once per ADD.
-struct Listing {
-    entries: Vec<Entry>,
-    /// Addresses whose canonical file exists; grows as candidates turn out taken.
-    taken: BTreeSet<IpAddr>,
-}
-
-impl Listing {
-    fn load(store: &impl Store) -> Result<Listing, StoreError> {
-        let entries = store.entries()?;
-        let taken = entries
-            .iter()
-            .filter(|e| e.is_canonical())
-            .map(|e| e.ip)
-            .collect();
-        Ok(Listing { entries, taken })
-    }
-}
-
 /// ADD: one address from each range set, in order. A set takes the first
 /// still-pending `requested` address it contains, else the next free one
 /// round-robin. All or nothing: on any failure every address reserved here
@@ -198,7 +188,7 @@ pub fn allocate<S: Store>(
 ) -> Result<Vec<Allocation>, AddError> {
     let mut pending = requested.to_vec();
     let mut done: Vec<Allocation> = Vec::with_capacity(sets.len());
-    let mut listing = None;
+    let record = owner.record();
     for (index, set) in sets.iter().enumerate() {
         let wanted = pending
             .iter()
@@ -206,31 +196,67 @@ pub fn allocate<S: Store>(
             .map(|i| pending.remove(i));
         let got = match wanted {
             Some(ip) => reserve_requested(store, index, set, ip, owner),
-            None => reserve_next(store, index, set, owner, &mut listing, warn),
+            None => reserve_next(store, index, set, owner, warn),
         };
-        match got {
-            Ok(a) => done.push(a),
-            Err(source) => {
-                roll_back(store, &done, warn);
-                return Err(AddError::Range { index, source });
-            }
+        // The link comes after the reservation: a crash in between leaves a
+        // reservation without link, which DEL then finds by walking.
+        let linked = got.and_then(|a| {
+            done.push(a);
+            store
+                .set_owner_link(&owner_link_name(&record, index), &a.address.to_string())
+                .map_err(AllocError::Store)
+        });
+        if let Err(source) = linked {
+            roll_back(store, &done, &record, warn);
+            return Err(AddError::Range { index, source });
         }
     }
     if !pending.is_empty() {
-        roll_back(store, &done, warn);
+        roll_back(store, &done, &record, warn);
         return Err(AddError::Unfulfilled(pending));
     }
     Ok(done)
 }
 
-/// Releases exactly what this ADD reserved. The reference releases by owner
-/// instead, which would also drop an older reservation of the same attachment
-/// that a requested address had skipped the duplicate check for.
-fn roll_back<S: Store>(store: &mut S, done: &[Allocation], warn: &mut dyn FnMut(String)) {
+/// Releases exactly what this ADD reserved, links included. The reference
+/// releases by owner instead, which would also drop an older reservation of
+/// the same attachment that a requested address had skipped the duplicate
+/// check for.
+fn roll_back<S: Store>(
+    store: &mut S,
+    done: &[Allocation],
+    record: &str,
+    warn: &mut dyn FnMut(String),
+) {
     for a in done {
+        let link = owner_link_name(record, a.range_set);
+        if store.owner_link(&link).ok().flatten() == Some(a.address.to_string()) {
+            if let Err(e) = store.release(&link) {
+                warn(format!("rolling back {link}: {e}"));
+            }
+        }
         if let Err(e) = store.release(&a.address.to_string()) {
             warn(format!("rolling back {}: {e}", a.address));
         }
+    }
+}
+
+/// The address owner link `.owner.<hash>.<set>` of `owner` points at, if the
+/// reservation there is the owner's (else the link is stale or a hash twin's).
+fn linked_address<S: Store>(
+    store: &S,
+    owner: Owner<'_>,
+    set: usize,
+) -> Result<Option<IpAddr>, StoreError> {
+    let Some(target) = store.owner_link(&owner_link_name(&owner.record(), set))? else {
+        return Ok(None);
+    };
+    let Some(ip) = ip::parse_ip(&target) else {
+        return Ok(None);
+    };
+    match store.read(&target)? {
+        Some(content) if owner.classify(&content) == Match::Full => Ok(Some(ip)),
+        _ => Ok(None),
     }
 }
 
@@ -265,28 +291,18 @@ fn reserve_next<S: Store>(
     index: usize,
     set: &RangeSet,
     owner: Owner<'_>,
-    listing: &mut Option<Listing>,
     warn: &mut dyn FnMut(String),
 ) -> Result<Allocation, AllocError> {
-    let listing = match listing {
-        Some(l) => l,
-        None => listing.insert(Listing::load(store)?),
-    };
-
     // The spec forbids a second ADD for one attachment without a DEL; the
-    // reference refuses it per range set (plugins#327). A file that cannot be
-    // read fails the ADD here, where the reference skips it and could hand out
-    // a second address.
-    for entry in listing.entries.iter().filter(|e| set.contains(e.ip)) {
-        let Some(content) = store.read(&entry.name)? else {
-            continue;
-        };
-        if owner.classify(&content) != Match::None {
-            return Err(AllocError::Duplicate {
-                ip: entry.ip,
-                container_id: owner.container_id.to_string(),
-            });
-        }
+    // reference refuses it per range set (plugins#327). The attachment's own
+    // link says whether it holds an address of this set (see the module
+    // documentation for what that does not see). A link that cannot be read
+    // fails the ADD, where the reference skips unreadable files.
+    if let Some(ip) = linked_address(store, owner, index)?.filter(|ip| set.contains(*ip)) {
+        return Err(AllocError::Duplicate {
+            ip,
+            container_id: owner.container_id.to_string(),
+        });
     }
 
     // A stale cursor (ranges changed since) only costs round-robin this once.
@@ -300,10 +316,6 @@ fn reserve_next<S: Store>(
     let record = owner.record();
     let mut candidates = RangeIter::new(set, last);
     while let Some((ip, range)) = candidates.next_candidate() {
-        if listing.taken.contains(&ip) {
-            continue;
-        }
-        listing.taken.insert(ip);
         if store.reserve(ip, &record)? {
             return commit(store, index, range, ip);
         }
@@ -417,12 +429,68 @@ pub struct ReleaseReport {
 /// there is none, every legacy reservation holding only `<cid>`. Nothing to
 /// remove is success. Best-effort: it keeps going past errors.
 ///
-/// The reference repeats its walk once per range set; from the second set on
-/// its legacy fallback fires even after full matches were removed, so with two
-/// or more sets it also drops legacy files of the container's other
-/// interfaces. One walk with the fallback applied once avoids that.
-pub fn release<S: Store>(store: &mut S, owner: Owner<'_>) -> Result<ReleaseReport, StoreError> {
+/// When each of the `sets` range sets has an owner link to a reservation of
+/// `owner`, exactly those are released, with no walk. Otherwise the directory
+/// is walked: the reference repeats its walk once per range set; from the
+/// second set on its legacy fallback fires even after full matches were
+/// removed, so with two or more sets it also drops legacy files of the
+/// container's other interfaces. One walk with the fallback applied once
+/// avoids that. The owner's links go in both cases.
+pub fn release<S: Store>(
+    store: &mut S,
+    owner: Owner<'_>,
+    sets: usize,
+) -> Result<ReleaseReport, StoreError> {
     let mut report = ReleaseReport::default();
+    let record = owner.record();
+    let mut linked = Vec::with_capacity(sets);
+    for set in 0..sets {
+        match linked_address(store, owner, set) {
+            Ok(Some(ip)) => linked.push(ip),
+            Ok(None) => {}
+            Err(e) => report.errors.push(e),
+        }
+    }
+    let walk = sets == 0 || linked.len() < sets || !report.errors.is_empty();
+    let targets = if walk {
+        report.errors.clear();
+        walk_release_targets(store, owner, &mut report)?
+    } else {
+        linked
+            .into_iter()
+            .map(|ip| Entry {
+                name: ip.to_string(),
+                ip,
+            })
+            .collect()
+    };
+    for entry in targets {
+        match store.release(&entry.name) {
+            Ok(()) => report.released.push(entry),
+            Err(e) => report.errors.push(e),
+        }
+    }
+    for set in 0..sets {
+        let link = owner_link_name(&record, set);
+        let removed = match store.owner_link(&link) {
+            Ok(Some(_)) => store.release(&link),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            report.errors.push(e);
+        }
+    }
+    Ok(report)
+}
+
+/// The reservations DEL releases when it has to walk: every full match, or,
+/// when there is none, every legacy one.
+fn walk_release_targets<S: Store>(
+    store: &S,
+    owner: Owner<'_>,
+    report: &mut ReleaseReport,
+) -> Result<Vec<Entry>, StoreError> {
     let mut full = Vec::new();
     let mut legacy = Vec::new();
     for entry in store.entries()? {
@@ -436,19 +504,18 @@ pub fn release<S: Store>(store: &mut S, owner: Owner<'_>) -> Result<ReleaseRepor
             Err(e) => report.errors.push(e),
         }
     }
-    let targets = if full.is_empty() { legacy } else { full };
-    for entry in targets {
-        match store.release(&entry.name) {
-            Ok(()) => report.released.push(entry),
-            Err(e) => report.errors.push(e),
-        }
-    }
-    Ok(report)
+    Ok(if full.is_empty() { legacy } else { full })
 }
 
 /// CHECK: whether `owner` holds any reservation (full or legacy), whatever
-/// the address. A read error counts only when nothing matched.
-pub fn find<S: Store>(store: &S, owner: Owner<'_>) -> Result<bool, StoreError> {
+/// the address: one of its owner links among the first `sets` points at one,
+/// or else the walk finds one. A read error counts only when nothing matched.
+pub fn find<S: Store>(store: &S, owner: Owner<'_>, sets: usize) -> Result<bool, StoreError> {
+    for set in 0..sets {
+        if let Ok(Some(_)) = linked_address(store, owner, set) {
+            return Ok(true);
+        }
+    }
     let mut legacy = false;
     let mut first_error = None;
     for entry in store.entries()? {
@@ -521,6 +588,35 @@ pub fn collect_garbage<S: Store>(
         match store.release(&entry.name) {
             Ok(()) => report.released.push((entry, trimmed.to_string())),
             Err(e) => report.errors.push(e),
+        }
+    }
+    // Owner links whose reservation is gone (just released, or released by
+    // another writer) or belongs to someone else go too.
+    for name in store.owner_links()? {
+        let Some(set) = owner_link_set(&name) else {
+            continue;
+        };
+        let current = match store.owner_link(&name) {
+            Ok(Some(target)) => match store.read(&target) {
+                Ok(Some(content)) => {
+                    ip::parse_ip(&target).is_some() && owner_link_name(content.trim(), set) == name
+                }
+                Ok(None) => false,
+                Err(e) => {
+                    report.errors.push(e);
+                    continue;
+                }
+            },
+            Ok(None) => continue,
+            Err(e) => {
+                report.errors.push(e);
+                continue;
+            }
+        };
+        if !current {
+            if let Err(e) = store.release(&name) {
+                report.errors.push(e);
+            }
         }
     }
     Ok(report)

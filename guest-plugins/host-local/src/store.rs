@@ -11,6 +11,12 @@
 //! - `last_reserved_ip.<range set index>`: the last address handed out from
 //!   that set, for round-robin. Replaced atomically (temp file + rename),
 //!   where the reference truncates and rewrites in place.
+//! - `.owner.<hash>.<set>`: a symbolic link to the reservation an owner holds
+//!   in range set `<set>` (see [`owner_link_name`]), so that ADD, DEL and
+//!   CHECK find an attachment's addresses without reading every reservation.
+//!   The reference never takes it for a reservation (the name is no address);
+//!   read through the link its content is the owner record, so the reference's
+//!   release-by-owner removes it along with the reservation.
 //! - `lock`: the host's; never touched here.
 
 use std::fmt;
@@ -26,6 +32,34 @@ pub const LAST_RESERVED_PREFIX: &str = "last_reserved_ip.";
 
 /// Between container ID and interface name in a reservation file.
 pub const LINE_BREAK: &str = "\r\n";
+
+/// Prefix of the owner links.
+pub const OWNER_LINK_PREFIX: &str = ".owner.";
+
+/// The name of the link to the address that the owner with reservation
+/// content `record` holds in range set `set`: `.owner.<hash>.<set>`, the hash
+/// being FNV-1a (64 bits, hex) of the record. Two owners with one hash share a
+/// name; every reader therefore checks the reservation the link points at
+/// and falls back to reading the directory, so a collision costs time, never
+/// an address.
+pub fn owner_link_name(record: &str, set: usize) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in record.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{OWNER_LINK_PREFIX}{hash:016x}.{set}")
+}
+
+/// The range set index of an owner link's name; none for any other name.
+pub fn owner_link_set(name: &str) -> Option<usize> {
+    let rest = name.strip_prefix(OWNER_LINK_PREFIX)?;
+    let (hash, set) = rest.split_once('.')?;
+    if hash.len() != 16 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    set.parse().ok()
+}
 
 /// The content of a reservation file for `(container_id, ifname)`, as the
 /// reference writes it (the ID trimmed, the interface name as is).
@@ -117,6 +151,16 @@ pub trait Store {
 
     /// Replaces `last_reserved_ip.<set>` with `ip`, atomically.
     fn set_last_reserved(&mut self, set: usize, ip: IpAddr) -> Result<(), StoreError>;
+
+    /// The name owner link `name` points at; none when there is no such link.
+    fn owner_link(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// Makes owner link `name` point at `target`, replacing any file of that
+    /// name. Removed with [`Store::release`].
+    fn set_owner_link(&mut self, name: &str, target: &str) -> Result<(), StoreError>;
+
+    /// The names of every owner link.
+    fn owner_links(&self) -> Result<Vec<String>, StoreError>;
 }
 
 /// The store in a directory: `/` inside the component (the host's preopen of
@@ -181,6 +225,11 @@ impl Store for DiskStore {
         // dot-file. The host's lock makes this the only writer.
         let name = ip.to_string();
         let path = self.path(&name);
+        // Taken already: no need to write anything (one system call, where a
+        // full attempt takes five).
+        if fs::symlink_metadata(&path).is_ok() {
+            return Ok(false);
+        }
         let tmp_name = format!(".{name}.new");
         let tmp = self.path(&tmp_name);
         let mut options = fs::OpenOptions::new();
@@ -237,6 +286,52 @@ impl Store for DiskStore {
             StoreError::new("rename", &name, e)
         })
     }
+
+    fn owner_link(&self, name: &str) -> Result<Option<String>, StoreError> {
+        match fs::read_link(self.path(name)) {
+            Ok(target) => Ok(target.to_str().map(str::to_string)),
+            // Missing, or not a link (a foreign file): no link.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.kind() == io::ErrorKind::InvalidInput =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::new("readlink", name, e)),
+        }
+    }
+
+    fn set_owner_link(&mut self, name: &str, target: &str) -> Result<(), StoreError> {
+        let path = self.path(name);
+        // `std::os::wasi::fs::symlink_path` is unstable; this is the same call.
+        #[allow(deprecated)]
+        let link = || fs::soft_link(target, &path);
+        match link() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // A stale link (its owner released by another writer) or a
+                // hash twin's: replaced.
+                let _ = fs::remove_file(&path);
+                link()
+            }
+            other => other,
+        }
+        .map_err(|e| StoreError::new("symlink", name, e))
+    }
+
+    fn owner_links(&self) -> Result<Vec<String>, StoreError> {
+        let list_err = |e| StoreError::new("list", "/", e);
+        let mut names = Vec::new();
+        for dirent in fs::read_dir(&self.root).map_err(list_err)? {
+            let dirent = dirent.map_err(list_err)?;
+            if let Some(name) = dirent.file_name().to_str() {
+                if owner_link_set(name).is_some() {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
 }
 
 /// An in-memory store with fault injection, for tests of the allocator and verbs.
@@ -255,6 +350,10 @@ pub mod mem {
     pub struct MemStore {
         /// Every file of the directory, reservations and others alike.
         pub files: BTreeMap<String, String>,
+        /// Owner links: name to target.
+        pub links: BTreeMap<String, String>,
+        /// Makes the owner-link operations fail.
+        pub fail_links: Option<io::ErrorKind>,
         /// Makes `entries` fail.
         pub fail_entries: Option<io::ErrorKind>,
         /// Makes `read` fail.
@@ -327,6 +426,7 @@ pub mod mem {
                 return Err(err("remove", name, kind));
             }
             self.files.remove(name);
+            self.links.remove(name);
             Ok(())
         }
 
@@ -347,6 +447,29 @@ pub mod mem {
             }
             self.files.insert(name, ip.to_string());
             Ok(())
+        }
+
+        fn owner_link(&self, name: &str) -> Result<Option<String>, StoreError> {
+            if let Some(kind) = self.fail_links {
+                return Err(err("readlink", name, kind));
+            }
+            Ok(self.links.get(name).cloned())
+        }
+
+        fn set_owner_link(&mut self, name: &str, target: &str) -> Result<(), StoreError> {
+            if let Some(kind) = self.fail_links {
+                return Err(err("symlink", name, kind));
+            }
+            self.files.remove(name);
+            self.links.insert(name.to_string(), target.to_string());
+            Ok(())
+        }
+
+        fn owner_links(&self) -> Result<Vec<String>, StoreError> {
+            if let Some(kind) = self.fail_entries {
+                return Err(err("list", "/", kind));
+            }
+            Ok(self.links.keys().cloned().collect())
         }
     }
 }

@@ -117,8 +117,8 @@ pub fn serve<S: Store, H: HostServices>(
     };
     match call.verb {
         Verb::Add => add(cfg, owner, store, host).map(Some),
-        Verb::Del => del(owner, store, host).map(|()| None),
-        Verb::Check => check(owner, store).map(|()| None),
+        Verb::Del => del(owner, cfg.range_sets.len(), store, host).map(|()| None),
+        Verb::Check => check(owner, cfg.range_sets.len(), store).map(|()| None),
         Verb::Gc => gc(call.valid_attachments, store, host).map(|()| None),
         Verb::Status => status(&cfg, store).map(|()| None),
     }
@@ -216,10 +216,11 @@ fn walk_failure(errors: &[StoreError]) -> Failure {
 
 fn del<S: Store, H: HostServices>(
     owner: Owner<'_>,
+    sets: usize,
     store: &mut S,
     host: &H,
 ) -> Result<(), Failure> {
-    let report = allocator::release(store, owner).map_err(store_failure)?;
+    let report = allocator::release(store, owner, sets).map_err(store_failure)?;
     for entry in &report.released {
         host.log(
             LogLevel::Info,
@@ -236,8 +237,8 @@ fn del<S: Store, H: HostServices>(
     }
 }
 
-fn check<S: Store>(owner: Owner<'_>, store: &S) -> Result<(), Failure> {
-    if allocator::find(store, owner).map_err(store_failure)? {
+fn check<S: Store>(owner: Owner<'_>, sets: usize, store: &S) -> Result<(), Failure> {
+    if allocator::find(store, owner, sets).map_err(store_failure)? {
         Ok(())
     } else {
         Err(Failure::new(

@@ -26,6 +26,11 @@ const C1: Owner<'static> = Owner {
     ifname: "eth0",
 };
 
+const C2: Owner<'static> = Owner {
+    container_id: "c2",
+    ifname: "eth0",
+};
+
 fn alloc<S: Store>(
     store: &mut S,
     sets: &[RangeSet],
@@ -82,7 +87,7 @@ fn allocation_is_round_robin_and_does_not_reuse_a_released_address_at_once() {
     let mut store = MemStore::default();
     let s = sets(r#"[[{"subnet":"10.1.2.0/24"}]]"#);
     assert_eq!(sequence(&mut store, &s, 2), vec!["10.1.2.2", "10.1.2.3"]);
-    release(&mut store, owner("c0", "eth0")).unwrap();
+    release(&mut store, owner("c0", "eth0"), 1).unwrap();
     // c0's .2 is free again, but the cursor moves on.
     let next = alloc(&mut store, &s, &[], owner("c9", "eth0")).unwrap();
     assert_eq!(next, vec!["10.1.2.4/24 gw 10.1.2.1"]);
@@ -145,7 +150,7 @@ fn the_walk_crosses_ranges_of_a_set_in_order_and_wraps() {
         "failed to allocate for range 0: no IP addresses available in range set: \
          10.1.2.5-10.1.2.6,10.1.3.1-10.1.3.2,10.1.4.1-10.1.4.3"
     );
-    release(&mut store, owner("c0", "eth0")).unwrap();
+    release(&mut store, owner("c0", "eth0"), 1).unwrap();
     // From the last range's end back to the first range's start.
     assert_eq!(
         alloc(&mut store, &s, &[], owner("c6", "eth0")).unwrap(),
@@ -183,14 +188,16 @@ fn exhaustion_is_reported_and_the_walk_ends() {
 }
 
 #[test]
-fn addresses_known_taken_are_skipped_without_trying_them() {
+fn taken_addresses_are_passed_over_by_exclusive_creation() {
     let mut store = MemStore::default();
     for i in 2..=9 {
         store.put(&format!("10.1.2.{i}"), &format!("other{i}\r\neth0"));
     }
     let s = sets(r#"[[{"subnet":"10.1.2.0/24"}]]"#);
     assert_eq!(sequence(&mut store, &s, 1), vec!["10.1.2.10"]);
-    assert_eq!(store.reserve_calls, 1);
+    // Nothing was read: the create of each candidate decided.
+    assert_eq!(store.reserve_calls, 9);
+    assert_eq!(store.reads.get(), 0);
 }
 
 #[test]
@@ -347,44 +354,67 @@ fn a_second_add_for_the_same_attachment_is_refused() {
 }
 
 #[test]
-fn legacy_and_padded_files_count_as_duplicates() {
+fn the_duplicate_check_sees_only_linked_reservations() {
+    // Reservations another writer made (no owner link) are not read by ADD; a
+    // documented difference from the reference, which reads every file.
     let s = sets(r#"[[{"subnet":"10.1.2.0/24"}]]"#);
     let mut store = MemStore::default();
     store.put("10.1.2.7", "c1");
-    assert!(err_msg(alloc(&mut store, &s, &[], C1)).contains("10.1.2.7 has been allocated to c1"));
-    let mut store = MemStore::default();
-    store.put("10.1.2.7", "  c1\r\neth0\n");
-    assert!(err_msg(alloc(&mut store, &s, &[], C1)).contains("duplicate allocation"));
+    store.put("10.1.2.8", "  c1\r\neth0\n");
+    assert_eq!(
+        alloc(&mut store, &s, &[], C1).unwrap(),
+        vec!["10.1.2.2/24 gw 10.1.2.1"]
+    );
+    assert_eq!(store.reads.get(), 0);
+    // A stale link (its reservation released by another writer, the address
+    // then taken by someone else) is not a duplicate either.
+    let link = owner_link_name(&C1.record(), 0);
+    store.files.remove("10.1.2.2");
+    store.put("10.1.2.2", "c9\r\neth0");
+    assert_eq!(
+        alloc(&mut store, &s, &[], C1).unwrap(),
+        vec!["10.1.2.3/24 gw 10.1.2.1"]
+    );
+    assert_eq!(store.links.get(&link).map(String::as_str), Some("10.1.2.3"));
 }
 
 #[test]
-fn the_duplicate_check_reads_only_files_of_the_set() {
+fn the_duplicate_check_reads_only_the_attachments_own_links() {
     let mut store = MemStore::default();
-    // c1 holds an address of another network's range, and of range set 1 only.
-    store.put("10.9.9.9", "c1\r\neth0");
-    store.put("10.1.3.5", "c1\r\neth0");
     store.put("10.1.2.5", "other\r\neth0");
     store.put("lock", "");
     let s = sets(r#"[[{"subnet":"10.1.2.0/24"}],[{"subnet":"10.1.3.0/24"}]]"#);
     assert_eq!(
-        err_msg(alloc(&mut store, &s, &[], C1)),
-        "failed to allocate for range 1: 10.1.3.5 has been allocated to c1, duplicate allocation is not allowed"
+        alloc(&mut store, &s, &[], C1).unwrap(),
+        vec!["10.1.2.2/24 gw 10.1.2.1", "10.1.3.2/24 gw 10.1.3.1"]
     );
-    // 10.1.2.5 for set 0 and 10.1.3.5 for set 1; never 10.9.9.9 or `lock`.
-    assert_eq!(store.reads.get(), 2);
-    // Set 0's reservation was rolled back.
+    assert_eq!(store.reads.get(), 0);
+    assert_eq!(
+        err_msg(alloc(&mut store, &s, &[], C1)),
+        "failed to allocate for range 0: 10.1.2.2 has been allocated to c1, duplicate allocation is not allowed"
+    );
+    // One read: the reservation c1's link for set 0 points at.
+    assert_eq!(store.reads.get(), 1);
+    // Links for the second set are checked per set, after the first set's
+    // allocation was rolled back.
+    store.links.remove(&owner_link_name(&C1.record(), 0));
+    assert_eq!(
+        err_msg(alloc(&mut store, &s, &[], C1)),
+        "failed to allocate for range 1: 10.1.3.2 has been allocated to c1, duplicate allocation is not allowed"
+    );
     assert_eq!(
         store
             .files
             .keys()
             .filter(|k| k.starts_with("10.1.2."))
             .count(),
-        1
+        2,
+        "10.1.2.5 and c1's 10.1.2.2; the rolled-back 10.1.2.3 is gone"
     );
 }
 
 #[test]
-fn a_requested_only_add_does_not_list_the_directory() {
+fn no_add_lists_the_directory() {
     let mut store = MemStore {
         fail_entries: Some(ErrorKind::PermissionDenied),
         ..MemStore::default()
@@ -394,8 +424,10 @@ fn a_requested_only_add_does_not_list_the_directory() {
         alloc(&mut store, &s, &["10.1.2.9"], C1).unwrap(),
         vec!["10.1.2.9/24 gw 10.1.2.1"]
     );
-    assert!(err_msg(alloc(&mut store, &s, &[], owner("c2", "eth0")))
-        .starts_with("failed to allocate for range 0: list /: "));
+    assert_eq!(
+        alloc(&mut store, &s, &[], owner("c2", "eth0")).unwrap(),
+        vec!["10.1.2.10/24 gw 10.1.2.1"]
+    );
 }
 
 // --- all or nothing -----------------------------------------------------------------
@@ -473,7 +505,7 @@ fn release_removes_every_full_match_and_nothing_else() {
     store.put("10.1.2.4", "c2\r\neth0");
     store.put("last_reserved_ip.0", "10.1.2.4");
     store.put("lock", "");
-    let report = release(&mut store, C1).unwrap();
+    let report = release(&mut store, C1, 1).unwrap();
     assert!(report.errors.is_empty());
     let released: Vec<&str> = report.released.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(released, vec!["10.1.2.2", "2001:db8::2"]);
@@ -488,10 +520,10 @@ fn release_falls_back_to_legacy_files_only_without_full_matches() {
     let mut store = MemStore::default();
     store.put("10.1.2.2", "c1");
     store.put("10.1.2.3", "c1\r\neth0");
-    release(&mut store, C1).unwrap();
+    release(&mut store, C1, 1).unwrap();
     // The legacy file may belong to another interface of c1: kept.
     assert_eq!(files(&store), vec!["10.1.2.2"]);
-    release(&mut store, C1).unwrap();
+    release(&mut store, C1, 1).unwrap();
     assert!(store.files.is_empty());
 }
 
@@ -499,9 +531,50 @@ fn release_falls_back_to_legacy_files_only_without_full_matches() {
 fn release_of_an_unknown_owner_is_success() {
     let mut store = MemStore::default();
     store.put("10.1.2.2", "c2\r\neth0");
-    let report = release(&mut store, C1).unwrap();
+    let report = release(&mut store, C1, 1).unwrap();
     assert!(report.released.is_empty() && report.errors.is_empty());
     assert_eq!(files(&store), vec!["10.1.2.2"]);
+}
+
+#[test]
+fn release_uses_the_owner_links_when_every_set_has_one() {
+    let s = sets(r#"[[{"subnet":"10.1.2.0/24"}],[{"subnet":"10.1.3.0/24"}]]"#);
+    let mut store = MemStore::default();
+    alloc(&mut store, &s, &[], C1).unwrap();
+    alloc(&mut store, &s, &[], C2).unwrap();
+    // No walk: listing would fail.
+    store.fail_entries = Some(ErrorKind::PermissionDenied);
+    let report = release(&mut store, C1, 2).unwrap();
+    let released: Vec<&str> = report.released.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(released, ["10.1.2.2", "10.1.3.2"]);
+    assert!(report.errors.is_empty());
+    assert_eq!(store.links.len(), 2, "only c2's links are left");
+    assert!(store.files.contains_key("10.1.2.3") && store.files.contains_key("10.1.3.3"));
+}
+
+#[test]
+fn release_walks_when_a_set_has_no_link() {
+    // A crash between a reservation and its link, or a reservation made by
+    // the reference binary: the walk finds it.
+    let s = sets(r#"[[{"subnet":"10.1.2.0/24"}],[{"subnet":"10.1.3.0/24"}]]"#);
+    let mut store = MemStore::default();
+    alloc(&mut store, &s, &[], C1).unwrap();
+    store.links.remove(&owner_link_name(&C1.record(), 1));
+    let report = release(&mut store, C1, 2).unwrap();
+    let released: Vec<&str> = report.released.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(released, ["10.1.2.2", "10.1.3.2"]);
+    assert!(store.links.is_empty());
+    // A link pointing at someone else's reservation (a stale one) is not
+    // trusted either, and goes.
+    alloc(&mut store, &s, &[], C1).unwrap();
+    let link0 = owner_link_name(&C1.record(), 0);
+    store.links.insert(link0, "10.1.2.9".into());
+    store.put("10.1.2.9", "c9\r\neth0");
+    let report = release(&mut store, C1, 2).unwrap();
+    let released: Vec<&str> = report.released.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(released, ["10.1.2.3", "10.1.3.3"]);
+    assert!(store.links.is_empty());
+    assert!(store.files.contains_key("10.1.2.9"));
 }
 
 #[test]
@@ -509,11 +582,11 @@ fn release_keeps_going_past_errors() {
     let mut store = MemStore::default();
     store.put("10.1.2.2", "c1\r\neth0");
     store.fail_release = Some(ErrorKind::PermissionDenied);
-    let report = release(&mut store, C1).unwrap();
+    let report = release(&mut store, C1, 1).unwrap();
     assert_eq!(report.errors.len(), 1);
     store.fail_release = None;
     store.fail_read = Some(ErrorKind::Interrupted);
-    let report = release(&mut store, C1).unwrap();
+    let report = release(&mut store, C1, 1).unwrap();
     assert_eq!(report.errors.len(), 1);
     assert!(report.errors[0].is_transient());
 }
@@ -521,15 +594,25 @@ fn release_keeps_going_past_errors() {
 // --- find (CHECK) -------------------------------------------------------------------
 
 #[test]
+fn find_uses_a_link_then_walks() {
+    let s = sets(r#"[[{"subnet":"10.1.2.0/24"}]]"#);
+    let mut store = MemStore::default();
+    alloc(&mut store, &s, &[], C1).unwrap();
+    store.fail_entries = Some(ErrorKind::PermissionDenied);
+    assert!(find(&store, C1, 1).unwrap());
+    assert!(find(&store, C2, 1).is_err(), "no link: walks");
+}
+
+#[test]
 fn find_matches_full_or_legacy_records() {
     let mut store = MemStore::default();
-    assert!(!find(&store, C1).unwrap());
+    assert!(!find(&store, C1, 1).unwrap());
     store.put("10.1.2.2", "c1\r\nnet1");
-    assert!(!find(&store, C1).unwrap());
+    assert!(!find(&store, C1, 1).unwrap());
     store.put("10.1.2.3", "c1");
-    assert!(find(&store, C1).unwrap());
+    assert!(find(&store, C1, 1).unwrap());
     store.put("10.1.2.4", "c1\r\neth0");
-    assert!(find(&store, C1).unwrap());
+    assert!(find(&store, C1, 1).unwrap());
 }
 
 #[test]
@@ -537,9 +620,9 @@ fn find_reports_a_read_error_only_when_nothing_matched() {
     let mut store = MemStore::default();
     store.put("10.1.2.2", "c1\r\neth0");
     store.fail_read = Some(ErrorKind::PermissionDenied);
-    assert_eq!(find(&store, C1).unwrap_err().op, "read");
+    assert_eq!(find(&store, C1, 1).unwrap_err().op, "read");
     store.fail_entries = Some(ErrorKind::NotFound);
-    assert_eq!(find(&store, C1).unwrap_err().op, "list");
+    assert_eq!(find(&store, C1, 1).unwrap_err().op, "list");
 }
 
 // --- GC -----------------------------------------------------------------------------
@@ -595,6 +678,28 @@ fn gc_releases_what_is_not_valid() {
             "last_reserved_ip.0",
             "lock"
         ]
+    );
+}
+
+#[test]
+fn gc_removes_owner_links_whose_reservation_is_gone_or_foreign() {
+    let s = sets(r#"[[{"subnet":"10.1.2.0/24"}]]"#);
+    let mut store = MemStore::default();
+    alloc(&mut store, &s, &[], C1).unwrap();
+    alloc(&mut store, &s, &[], C2).unwrap();
+    // A link whose reservation another writer released and gave to c9.
+    let c3 = owner("c3", "eth0");
+    store
+        .links
+        .insert(owner_link_name(&c3.record(), 0), "10.1.2.9".into());
+    store.put("10.1.2.9", "c9\r\neth0");
+    let report = collect_garbage(&mut store, &valid(&[("c2", "eth0"), ("c9", "eth0")])).unwrap();
+    assert!(report.errors.is_empty());
+    let links: Vec<&String> = store.links.keys().collect();
+    assert_eq!(links, [&owner_link_name(&C2.record(), 0)]);
+    assert_eq!(
+        files(&store),
+        vec!["10.1.2.3", "10.1.2.9", "last_reserved_ip.0"]
     );
 }
 

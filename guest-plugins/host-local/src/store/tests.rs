@@ -155,3 +155,68 @@ fn transient_errors_are_recognised() {
         assert_eq!(e.is_transient(), transient, "{kind:?}");
     }
 }
+
+#[test]
+fn owner_link_names_are_dot_files_with_hash_and_set() {
+    let a = owner_link_name("c1\r\neth0", 0);
+    assert!(a.starts_with(".owner.") && a.ends_with(".0") && a.len() == ".owner.".len() + 16 + 2);
+    assert_eq!(owner_link_set(&a), Some(0));
+    assert_eq!(owner_link_set(&owner_link_name("c1\r\neth0", 12)), Some(12));
+    assert_ne!(a, owner_link_name("c1\r\neth1", 0));
+    assert_ne!(a, owner_link_name("c1\r\neth0", 1));
+    assert!(
+        crate::ip::parse_ip(&a).is_none(),
+        "never taken for a reservation"
+    );
+    for other in [".owner.x.0", ".owner.0123456789abcdef", "lock", "10.1.2.2"] {
+        assert_eq!(owner_link_set(other), None, "{other}");
+    }
+}
+
+#[test]
+fn owner_links_are_symbolic_links_to_the_reservation() {
+    let dir = TempDir::new();
+    let mut store = DiskStore::new(dir.path());
+    let link = owner_link_name("c\r\neth0", 0);
+    assert_eq!(store.owner_link(&link).unwrap(), None);
+    store.reserve(ip("10.1.2.2"), "c\r\neth0").unwrap();
+    store.set_owner_link(&link, "10.1.2.2").unwrap();
+    assert_eq!(
+        store.owner_link(&link).unwrap().as_deref(),
+        Some("10.1.2.2")
+    );
+    // Read through the link, the content is the owner record: the
+    // reference's release-by-owner removes the link too.
+    assert_eq!(dir.read(&link), "c\r\neth0");
+    // Replaced, not refused; a foreign regular file of that name is no link.
+    store.set_owner_link(&link, "10.1.2.3").unwrap();
+    assert_eq!(
+        store.owner_link(&link).unwrap().as_deref(),
+        Some("10.1.2.3")
+    );
+    dir.write(".owner.0123456789abcdef.1", "junk");
+    assert_eq!(store.owner_link(".owner.0123456789abcdef.1").unwrap(), None);
+    let mut expected = vec![".owner.0123456789abcdef.1".to_string(), link.clone()];
+    expected.sort();
+    assert_eq!(store.owner_links().unwrap(), expected);
+    assert!(store
+        .entries()
+        .unwrap()
+        .iter()
+        .all(|e| e.name == "10.1.2.2"));
+    store.release(&link).unwrap();
+    assert_eq!(store.owner_link(&link).unwrap(), None);
+    assert!(
+        dir.exists("10.1.2.2"),
+        "removing the link leaves the reservation"
+    );
+}
+
+#[test]
+fn a_taken_address_costs_no_temporary_file() {
+    let dir = TempDir::new();
+    let mut store = DiskStore::new(dir.path());
+    dir.write("10.1.2.2", "other\r\neth0");
+    assert!(!store.reserve(ip("10.1.2.2"), "c\r\neth0").unwrap());
+    assert_eq!(dir.names(), vec!["10.1.2.2"]);
+}

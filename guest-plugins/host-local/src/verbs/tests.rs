@@ -411,9 +411,21 @@ fn gc_releases_stale_reservations_on_disk() {
         ..call(Verb::Gc, "", "", CONF)
     };
     assert_eq!(serve(&c, &mut store, &host), Ok(None));
+    // b keeps its owner links; those of a and c went with their addresses.
+    let b = crate::store::owner_record("b", "eth0");
+    let (b0, b1) = (
+        crate::store::owner_link_name(&b, 0),
+        crate::store::owner_link_name(&b, 1),
+    );
+    assert_eq!(
+        std::fs::read_link(dir.path().join(&b0)).unwrap().to_str(),
+        Some("10.1.2.3")
+    );
     assert_eq!(
         dir.names(),
         vec![
+            b0.as_str(),
+            b1.as_str(),
             "10.1.2.3",
             "10.2.2.9",
             "2001:db8:1::3",
