@@ -183,18 +183,30 @@ impl Kernel {
         let Ok(nl) = self.side(side) else {
             return Vec::new();
         };
-        let links = nl.links().unwrap_or_default();
-        nl.routes()
+        let routes: Vec<_> = nl
+            .routes()
             .unwrap_or_default()
             .into_iter()
             .filter(|r| r.table == super::netlink::RT_TABLE_MAIN)
+            .collect();
+        // Names of the few devices the routes use, one lookup each: a dump of
+        // every link would cost one entry per pod on a node's namespace.
+        let mut names: Vec<(u32, Option<String>)> = Vec::new();
+        for oif in routes.iter().filter_map(|r| r.oif) {
+            if !names.iter().any(|(i, _)| *i == oif) {
+                let name = nl.link_by_index(oif).ok().flatten().map(|l| l.name);
+                names.push((oif, name));
+            }
+        }
+        routes
+            .into_iter()
             .map(|r| ObservedRoute {
                 dst: r.dst,
                 gw: r.gw,
                 dev: r
                     .oif
-                    .and_then(|i| links.iter().find(|l| l.index == i))
-                    .map(|l| l.name.clone()),
+                    .and_then(|i| names.iter().find(|(n, _)| *n == i))
+                    .and_then(|(_, name)| name.clone()),
                 priority: r.priority,
             })
             .collect()

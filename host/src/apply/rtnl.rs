@@ -161,7 +161,10 @@ impl RtNetlink {
     /// The addresses of link `index` alone (the kernel filters, see `open`;
     /// filtered here as well).
     fn addresses_of(&self, index: u32) -> Result<Vec<IpNet>, NetError> {
-        let req = self.handle.address().get().set_link_index_filter(index);
+        // The header's index is what the kernel filters on (the crate's
+        // index filter only drops messages after they arrived).
+        let mut req = self.handle.address().get().set_link_index_filter(index);
+        req.message_mut().header.index = index;
         let msgs: Vec<AddressMessage> = self
             .block(req.execute().try_collect())
             .map_err(|e| nl_error("get addresses", &index.to_string(), e))?;
@@ -185,6 +188,7 @@ impl RtNetlink {
         // An AF_INET6 dump goes to IPv6 alone; the index is filtered here,
         // since kernels without strict checking ignore it in the request.
         req.message_mut().header.family = AddressFamily::Inet6;
+        req.message_mut().header.index = index;
         let msgs: Vec<AddressMessage> = self
             .block(req.set_link_index_filter(index).execute().try_collect())
             .map_err(|e| nl_error(op, name, e))?;
@@ -445,6 +449,75 @@ fn ipv4_link_conf(path: &str) -> Option<(&str, u16)> {
         _ => return None,
     };
     Some((ifname, index))
+}
+
+/// `net.ipv4.ip_forward` (which is `net.ipv4.conf.all.forwarding`) of the
+/// calling thread's namespace, asked with `RTM_GETNETCONF` as `ip netconf`
+/// does: no `/proc/sys/net/ipv4` lookup (see `sysctl_io`).
+fn ipv4_forwarding() -> std::io::Result<bool> {
+    use netlink_sys::{constants::NETLINK_ROUTE, Socket, SocketAddr};
+    const RTM_GETNETCONF: u16 = 82;
+    const RTM_NEWNETCONF: u16 = 80;
+    const NLMSG_ERROR: u16 = 2;
+    const NETCONFA_IFINDEX: u16 = 1;
+    const NETCONFA_FORWARDING: u16 = 2;
+    const NETCONFA_IFINDEX_ALL: i32 = -1;
+    const AF_INET: u8 = 2;
+    const SEQ: u32 = 1;
+
+    let socket = Socket::new(NETLINK_ROUTE)?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    // nlmsghdr, struct netconfmsg (one byte, aligned to four), one attribute.
+    let mut req = Vec::with_capacity(28);
+    req.extend_from_slice(&28u32.to_ne_bytes());
+    req.extend_from_slice(&RTM_GETNETCONF.to_ne_bytes());
+    req.extend_from_slice(&1u16.to_ne_bytes()); // NLM_F_REQUEST
+    req.extend_from_slice(&SEQ.to_ne_bytes());
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    req.extend_from_slice(&[AF_INET, 0, 0, 0]);
+    req.extend_from_slice(&8u16.to_ne_bytes());
+    req.extend_from_slice(&NETCONFA_IFINDEX.to_ne_bytes());
+    req.extend_from_slice(&NETCONFA_IFINDEX_ALL.to_ne_bytes());
+    socket.send(&req, 0)?;
+    let mut buf = vec![0u8; 4096];
+    let n = socket.recv(&mut &mut buf[..], 0)?;
+    let reply = buf.get(..n).unwrap_or_default();
+    let bad = |what: &str| std::io::Error::other(format!("RTM_GETNETCONF: {what}"));
+    let u16_at = |at: usize| -> Option<u16> {
+        Some(u16::from_ne_bytes(reply.get(at..at + 2)?.try_into().ok()?))
+    };
+    let i32_at = |at: usize| -> Option<i32> {
+        Some(i32::from_ne_bytes(reply.get(at..at + 4)?.try_into().ok()?))
+    };
+    match u16_at(4) {
+        Some(RTM_NEWNETCONF) => {}
+        Some(NLMSG_ERROR) => {
+            let errno = i32_at(16).ok_or_else(|| bad("short error"))?;
+            return Err(std::io::Error::from_raw_os_error(-errno));
+        }
+        _ => return Err(bad("unexpected answer")),
+    }
+    let len = i32_at(0)
+        .and_then(|l| usize::try_from(l).ok())
+        .unwrap_or(0)
+        .min(reply.len());
+    let mut at = 20;
+    while at + 4 <= len {
+        let (Some(nla_len), Some(kind)) = (u16_at(at), u16_at(at + 2)) else {
+            break;
+        };
+        let nla_len = usize::from(nla_len);
+        if nla_len < 4 {
+            break;
+        }
+        if kind == NETCONFA_FORWARDING {
+            return i32_at(at + 4)
+                .map(|v| v != 0)
+                .ok_or_else(|| bad("short attribute"));
+        }
+        at += (nla_len + 3) & !3;
+    }
+    Err(bad("no NETCONFA_FORWARDING"))
 }
 
 /// Opens `rel` below the directory descriptor `dir` and reads it, or writes
@@ -916,6 +989,13 @@ impl Netlink for RtNetlink {
         if let Some((ifname, index)) = ipv4_link_conf(path) {
             return self.ipv4_conf(path, ifname, index).map(|v| v.to_string());
         }
+        if path == "net/ipv4/ip_forward" {
+            // Asked on every gateway ADD, where it is almost always on already.
+            match self.in_netns(ipv4_forwarding)? {
+                Ok(on) => return Ok(u8::from(on).to_string()),
+                Err(e) => tracing::debug!("RTM_GETNETCONF: {e}; reading /proc instead"),
+            }
+        }
         let raw = self.sysctl_io(path, None)?;
         Ok(raw.trim_end_matches('\n').to_string())
     }
@@ -1300,9 +1380,14 @@ mod tests {
         assert_eq!(nl.sysctl(&key).expect("read"), "0");
         nl.set_sysctl(&key, "1").expect("write");
         assert_eq!(nl.sysctl(&key).expect("read back"), "1");
+        // ip_forward is read over RTM_GETNETCONF: both values.
+        assert_eq!(nl.sysctl("net/ipv4/ip_forward").expect("read"), "0");
         nl.set_sysctl("net/ipv4/ip_forward", "1")
             .expect("ip_forward in a");
         assert_eq!(nl.sysctl("net/ipv4/ip_forward").expect("read"), "1");
+        assert!(run_in_netns(&a, ipv4_forwarding)
+            .expect("enter")
+            .expect("RTM_GETNETCONF answered"));
 
         assert!(!std::path::Path::new(&root_view).exists());
         assert_eq!(
