@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cni::{CniError, ErrorCode};
 
-mod bundled {
+pub(crate) mod bundled {
     include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 }
 

@@ -7,6 +7,7 @@ mod cache;
 mod convert;
 mod ipam_bindings;
 mod limits;
+mod wasi_link;
 
 pub use cache::{ComponentCache, LoadedFrom};
 pub use limits::Limits;
@@ -125,11 +126,17 @@ impl WasiView for GuestState {
     }
 }
 
-/// The process-wide engine and the linker for main plugins.
+/// The process-wide engine. Linkers are built per component, with only the
+/// WASI interfaces it imports.
 pub struct PluginRuntime {
     engine: Engine,
-    linker: Linker<GuestState>,
-    ipam_linker: Linker<GuestState>,
+}
+
+/// Which host interface a component's world imports.
+#[derive(Clone, Copy)]
+enum World {
+    Plugin,
+    Ipam,
 }
 
 fn engine_config() -> Config {
@@ -141,27 +148,33 @@ fn engine_config() -> Config {
 }
 
 impl PluginRuntime {
-    /// The engine and linker; cheap (no compilation happens here).
+    /// The engine; cheap (no compilation happens here).
     pub fn new() -> Result<Self, CniError> {
-        let t = crate::timing::phase("engine:new");
+        let _t = crate::timing::phase("engine:new");
         let engine = Engine::new(&engine_config())
             .map_err(|e| internal(format!("cannot create the wasm engine: {e}")))?;
-        drop(t);
-        let _t = crate::timing::phase("engine:linker");
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| internal(format!("cannot link WASI: {e}")))?;
-        let mut ipam_linker = linker.clone();
-        bindings::add_host_to_linker(&mut linker)
-            .map_err(|e| internal(format!("cannot link the host interface: {e}")))?;
-        ipam_bindings::add_host_to_linker(&mut ipam_linker)
-            .map_err(|e| internal(format!("cannot link the ipam-host interface: {e}")))?;
         start_epoch_ticker(&engine);
-        Ok(PluginRuntime {
-            engine,
-            linker,
-            ipam_linker,
-        })
+        Ok(PluginRuntime { engine })
+    }
+
+    /// A linker for `component`: the WASI interfaces it imports and the host
+    /// interface of its world.
+    fn linker(&self, component: &Component, world: World) -> Result<Linker<GuestState>, CniError> {
+        let _t = crate::timing::phase(match world {
+            World::Plugin => "instantiate:linker",
+            World::Ipam => "ipam:linker",
+        });
+        let mut linker = Linker::new(&self.engine);
+        let wasi = wasi_link::imported_wasi(&self.engine, component);
+        wasi_link::add_to_linker(&mut linker, &wasi)
+            .map_err(|e| internal(format!("cannot link WASI: {e}")))?;
+        match world {
+            World::Plugin => bindings::add_host_to_linker(&mut linker)
+                .map_err(|e| internal(format!("cannot link the host interface: {e}")))?,
+            World::Ipam => ipam_bindings::add_host_to_linker(&mut linker)
+                .map_err(|e| internal(format!("cannot link the ipam-host interface: {e}")))?,
+        }
+        Ok(linker)
     }
 
     /// The engine, for compiling and loading components.
@@ -234,8 +247,9 @@ impl PluginRuntime {
         services: Box<dyn HostServices>,
         limits: &Limits,
     ) -> Result<PluginInstance, CniError> {
+        let linker = self.linker(component, World::Plugin)?;
         let mut guest = self.guest(services, limits, None)?;
-        match bindings::CniPlugin::instantiate(&mut guest.store, component, &self.linker) {
+        match bindings::CniPlugin::instantiate(&mut guest.store, component, &linker) {
             Ok(plugin) => Ok(PluginInstance { guest, plugin }),
             Err(e) => Err(guest.classify(e, "instantiate")),
         }
@@ -250,9 +264,9 @@ impl PluginRuntime {
         limits: &Limits,
         state_dir: &Path,
     ) -> Result<IpamInstance, CniError> {
+        let linker = self.linker(component, World::Ipam)?;
         let mut guest = self.guest(services, limits, Some(state_dir))?;
-        match ipam_bindings::IpamPlugin::instantiate(&mut guest.store, component, &self.ipam_linker)
-        {
+        match ipam_bindings::IpamPlugin::instantiate(&mut guest.store, component, &linker) {
             Ok(ipam) => Ok(IpamInstance { guest, ipam }),
             Err(e) => Err(guest.classify(e, "instantiate")),
         }
@@ -274,6 +288,28 @@ fn internal(msg: String) -> CniError {
 fn deadline_ticks(deadline: Duration) -> u64 {
     let ticks = deadline.as_millis() / EPOCH_TICK.as_millis();
     u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+}
+
+/// The tokio runtime wasmtime-wasi's synchronous bindings run their (already
+/// complete, since file operations block the calling thread) futures on while
+/// an IPAM plugin works on its state directory. Without one entered,
+/// wasmtime-wasi builds its own with a worker per core and a blocking pool:
+/// three thread starts per invocation for nothing. One worker keeps timers
+/// (a guest's sleep) working. None if it cannot be built: then wasmtime-wasi's.
+fn wasi_runtime() -> Option<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .max_blocking_threads(1)
+                .enable_time()
+                .thread_name("wasi-io")
+                .build()
+                .map_err(|e| tracing::debug!("no WASI runtime of our own: {e}"))
+                .ok()
+        })
+        .as_ref()
 }
 
 /// One background thread per process advances the engine's epoch; a store's
@@ -389,6 +425,7 @@ impl IpamInstance {
     pub fn run(&mut self, req: &GuestRequest) -> Result<Option<CniResult>, CniError> {
         let guest = &mut self.guest;
         let wit_req = convert::request_to_wit(req);
+        let _tokio = wasi_runtime().map(tokio::runtime::Runtime::enter);
         let out = self
             .ipam
             .wasm_cni_plugin_ipam()
