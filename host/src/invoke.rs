@@ -299,6 +299,8 @@ fn open_kernel(container_ns: Option<&NetnsHandle>) -> Result<Kernel, CniError> {
         )
     };
     let host_ns = NetnsHandle::current().map_err(|e| io("the host namespace", e))?;
+    // Sockets open on first use: a loopback ADD never needs the host's, an
+    // IPAM plugin neither.
     let host = RtNetlink::open(&host_ns).map_err(|e| io("the host namespace", e))?;
     let container = match container_ns {
         Some(ns) => Some(Box::new(

@@ -46,13 +46,15 @@ const IFLA_BRPORT_MODE: u16 = 4;
 /// `IFLA_BRPORT_ISOLATED`, from `<linux/if_link.h>`.
 const IFLA_BRPORT_ISOLATED: u16 = 33;
 
-/// The real [`Netlink`]: one rtnetlink socket bound to one namespace.
+/// The real [`Netlink`]: one rtnetlink socket bound to one namespace, opened
+/// on first use (a loopback ADD never talks to the host namespace, an IPAM
+/// plugin to neither).
 pub struct RtNetlink {
-    rt: Runtime,
-    handle: Handle,
+    conn: std::sync::OnceLock<Conn>,
     ns: NetnsHandle,
     /// Whether `ns` is the namespace the process runs in (the host side): then
-    /// `/proc/sys/net` is opened directly, with no thread at all.
+    /// the socket is opened and `/proc/sys/net` looked up directly, with no
+    /// thread at all.
     local: bool,
     /// For another namespace, one thread that entered it, started on the first
     /// sysctl and reused for the rest of the invocation.
@@ -62,6 +64,13 @@ pub struct RtNetlink {
     sysctl_dirs: std::sync::Mutex<Vec<(String, std::fs::File)>>,
 }
 
+/// An open connection: a private current-thread runtime, one `block_on` per
+/// verb, and the request handle.
+struct Conn {
+    rt: Runtime,
+    handle: Handle,
+}
+
 impl std::fmt::Debug for RtNetlink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RtNetlink").field("ns", &self.ns).finish()
@@ -69,8 +78,22 @@ impl std::fmt::Debug for RtNetlink {
 }
 
 impl RtNetlink {
-    /// Opens an rtnetlink connection inside `ns`.
+    /// An rtnetlink client for `ns`; the socket is opened on first use.
     pub fn open(ns: &NetnsHandle) -> Result<Self, NetError> {
+        Ok(Self {
+            conn: std::sync::OnceLock::new(),
+            ns: ns.try_clone()?,
+            local: is_current(ns),
+            worker: std::sync::OnceLock::new(),
+            sysctl_dirs: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The connection, opened inside the namespace on first use.
+    fn conn(&self) -> Result<&Conn, NetError> {
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn);
+        }
         // enable_io exists because netlink-sys turns on tokio's "net"
         // feature; the socket needs the IO driver to be woken up.
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -81,7 +104,6 @@ impl RtNetlink {
         // socket(2) binds the netlink socket to the creating thread's netns;
         // registering it with the runtime only needs the runtime context,
         // which can be entered from any thread.
-        let local = is_current(ns);
         let connect = move || {
             let _entered = rt_handle.enter();
             // Strict checking makes the kernel apply a dump request's filters
@@ -91,24 +113,17 @@ impl RtNetlink {
             rtnetlink::new_connection_with_strict_check()
         };
         // In our own namespace no thread is needed: the socket is bound here.
-        let opened = if local {
+        let opened = if self.local {
             connect()
         } else {
-            run_in_netns(ns, connect)?
+            run_in_netns(&self.ns, connect)?
         };
         let (conn, handle, _unsolicited) =
             opened.map_err(|e| NetError::io("open rtnetlink socket", e))?;
         // Runs only while a block_on is in progress, which is exactly when
         // requests are outstanding.
         rt.spawn(conn);
-        Ok(Self {
-            rt,
-            handle,
-            ns: ns.try_clone()?,
-            local,
-            worker: std::sync::OnceLock::new(),
-            sysctl_dirs: std::sync::Mutex::new(Vec::new()),
-        })
+        Ok(self.conn.get_or_init(|| Conn { rt, handle }))
     }
 
     /// The namespace this instance acts on.
@@ -116,25 +131,24 @@ impl RtNetlink {
         &self.ns
     }
 
-    fn block<F: Future>(&self, fut: F) -> F::Output {
-        self.rt.block_on(fut)
-    }
-
     /// Runs a request that answers with a bare ack.
     fn exec<F>(&self, op: &'static str, target: &str, fut: F) -> Result<(), NetError>
     where
         F: Future<Output = Result<(), rtnetlink::Error>>,
     {
-        self.block(fut).map_err(|e| nl_error(op, target, e))
+        self.conn()?
+            .rt
+            .block_on(fut)
+            .map_err(|e| nl_error(op, target, e))
     }
 
     fn set_link(&self, op: &'static str, name: &str, msg: LinkMessage) -> Result<(), NetError> {
-        self.exec(op, name, self.handle.link().set(msg).execute())
+        self.exec(op, name, self.conn()?.handle.link().set(msg).execute())
     }
 
     fn get_link_msg(&self, op: &'static str, name: &str) -> Result<Option<LinkMessage>, NetError> {
-        let mut req = self.handle.link().get().match_name(name).execute();
-        match self.block(req.try_next()) {
+        let mut req = self.conn()?.handle.link().get().match_name(name).execute();
+        match self.conn()?.rt.block_on(req.try_next()) {
             Ok(msg) => Ok(msg),
             Err(e) => match nl_error(op, name, e) {
                 e if e.errno() == Some(Errno::ENODEV) => Ok(None),
@@ -153,7 +167,9 @@ impl RtNetlink {
 
     fn addresses(&self) -> Result<Vec<(u32, IpNet)>, NetError> {
         let msgs: Vec<AddressMessage> = self
-            .block(self.handle.address().get().execute().try_collect())
+            .conn()?
+            .rt
+            .block_on(self.conn()?.handle.address().get().execute().try_collect())
             .map_err(|e| nl_error("get addresses", "", e))?;
         Ok(msgs.iter().filter_map(address_of).collect())
     }
@@ -163,10 +179,17 @@ impl RtNetlink {
     fn addresses_of(&self, index: u32) -> Result<Vec<IpNet>, NetError> {
         // The header's index is what the kernel filters on (the crate's
         // index filter only drops messages after they arrived).
-        let mut req = self.handle.address().get().set_link_index_filter(index);
+        let mut req = self
+            .conn()?
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index);
         req.message_mut().header.index = index;
         let msgs: Vec<AddressMessage> = self
-            .block(req.execute().try_collect())
+            .conn()?
+            .rt
+            .block_on(req.execute().try_collect())
             .map_err(|e| nl_error("get addresses", &index.to_string(), e))?;
         Ok(msgs
             .iter()
@@ -184,13 +207,15 @@ impl RtNetlink {
         name: &str,
         index: u32,
     ) -> Result<Vec<IpNet>, NetError> {
-        let mut req = self.handle.address().get();
+        let mut req = self.conn()?.handle.address().get();
         // An AF_INET6 dump goes to IPv6 alone; the index is filtered here,
         // since kernels without strict checking ignore it in the request.
         req.message_mut().header.family = AddressFamily::Inet6;
         req.message_mut().header.index = index;
         let msgs: Vec<AddressMessage> = self
-            .block(req.set_link_index_filter(index).execute().try_collect())
+            .conn()?
+            .rt
+            .block_on(req.set_link_index_filter(index).execute().try_collect())
             .map_err(|e| nl_error(op, name, e))?;
         let mut tentative = Vec::new();
         for msg in msgs.iter().filter(|m| m.header.index == index) {
@@ -283,7 +308,9 @@ impl RtNetlink {
         msg.header.kind = RouteType::Unspec;
         msg.header.scope = RouteScope::Universe;
         let msgs: Vec<RouteMessage> = self
-            .block(self.handle.route().get(msg).execute().try_collect())
+            .conn()?
+            .rt
+            .block_on(self.conn()?.handle.route().get(msg).execute().try_collect())
             .map_err(|e| nl_error("get routes", "", e))?;
         Ok(msgs.iter().filter_map(route_facts).collect())
     }
@@ -705,8 +732,14 @@ impl Netlink for RtNetlink {
     }
 
     fn link_by_index(&mut self, index: u32) -> Result<Option<LinkFacts>, NetError> {
-        let mut req = self.handle.link().get().match_index(index).execute();
-        match self.block(req.try_next()) {
+        let mut req = self
+            .conn()?
+            .handle
+            .link()
+            .get()
+            .match_index(index)
+            .execute();
+        match self.conn()?.rt.block_on(req.try_next()) {
             Ok(msg) => Ok(msg.map(|m| link_facts(&m))),
             Err(e) => match nl_error("link by index", &index.to_string(), e) {
                 e if e.errno() == Some(Errno::ENODEV) => Ok(None),
@@ -717,7 +750,9 @@ impl Netlink for RtNetlink {
 
     fn links(&mut self) -> Result<Vec<LinkFacts>, NetError> {
         let msgs: Vec<LinkMessage> = self
-            .block(self.handle.link().get().execute().try_collect())
+            .conn()?
+            .rt
+            .block_on(self.conn()?.handle.link().get().execute().try_collect())
             .map_err(|e| nl_error("links", "", e))?;
         let addresses = self.addresses()?;
         Ok(msgs
@@ -754,7 +789,7 @@ impl Netlink for RtNetlink {
         self.exec(
             "create_bridge",
             name,
-            self.handle.link().add(builder.build()).execute(),
+            self.conn()?.handle.link().add(builder.build()).execute(),
         )
     }
 
@@ -784,12 +819,20 @@ impl Netlink for RtNetlink {
         let msg = builder
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
             .build();
-        self.exec("create_veth", name, self.handle.link().add(msg).execute())
+        self.exec(
+            "create_veth",
+            name,
+            self.conn()?.handle.link().add(msg).execute(),
+        )
     }
 
     fn create_dummy(&mut self, name: &str) -> Result<(), NetError> {
         let msg = rtnetlink::LinkDummy::new(name).build();
-        self.exec("create_dummy", name, self.handle.link().add(msg).execute())
+        self.exec(
+            "create_dummy",
+            name,
+            self.conn()?.handle.link().add(msg).execute(),
+        )
     }
 
     fn delete_link(&mut self, name: &str) -> Result<(), NetError> {
@@ -799,7 +842,7 @@ impl Netlink for RtNetlink {
         self.exec(
             "delete_link",
             name,
-            self.handle.link().del_with_message(msg).execute(),
+            self.conn()?.handle.link().del_with_message(msg).execute(),
         )
     }
 
@@ -873,7 +916,7 @@ impl Netlink for RtNetlink {
         self.exec(
             "bridge_vlan_del",
             port,
-            self.handle.link().del_with_message(msg).execute(),
+            self.conn()?.handle.link().del_with_message(msg).execute(),
         )
     }
 
@@ -882,13 +925,16 @@ impl Netlink for RtNetlink {
         // An AF_BRIDGE dump lists every port (the index is not a filter);
         // RTEXT_FILTER_BRVLAN asks for one IFLA_BRIDGE_VLAN_INFO per VLAN.
         let req = self
+            .conn()?
             .handle
             .link()
             .get()
             .set_filter_mask(AddressFamily::Bridge, vec![LinkExtentMask::Brvlan])
             .execute();
         let msgs: Vec<LinkMessage> = self
-            .block(req.try_collect())
+            .conn()?
+            .rt
+            .block_on(req.try_collect())
             .map_err(|e| nl_error("bridge_vlans", port, e))?;
         let mut vlans = Vec::new();
         for msg in msgs.iter().filter(|m| m.header.index == index) {
@@ -921,6 +967,7 @@ impl Netlink for RtNetlink {
     fn add_address(&mut self, name: &str, addr: IpNet) -> Result<(), NetError> {
         let index = self.index_of("add_address", name)?;
         let req = self
+            .conn()?
             .handle
             .address()
             .add(index, addr.addr(), addr.prefix_len())
@@ -940,7 +987,7 @@ impl Netlink for RtNetlink {
                 .address(net.addr(), net.prefix_len())
                 .build(),
         };
-        let req = self.handle.address().del(msg).execute();
+        let req = self.conn()?.handle.address().del(msg).execute();
         self.exec("del_address", &format!("{addr} dev {name}"), req)
     }
 
@@ -950,7 +997,7 @@ impl Netlink for RtNetlink {
         // RTPROT_BOOT, as netlink's default and the reference plugins use: routes
         // look the same in `ip route` whichever plugin added them.
         msg.header.protocol = RouteProtocol::Boot;
-        let req = self.handle.route().add(msg).execute();
+        let req = self.conn()?.handle.route().add(msg).execute();
         self.exec("add_route", &route.dst.to_string(), req)
     }
 
@@ -962,7 +1009,7 @@ impl Netlink for RtNetlink {
         msg.header.protocol = RouteProtocol::Unspec;
         msg.header.kind = RouteType::Unspec;
         msg.header.scope = route.scope.map_or(RouteScope::NoWhere, RouteScope::from);
-        let req = self.handle.route().del(msg).execute();
+        let req = self.conn()?.handle.route().del(msg).execute();
         self.exec("del_route", &route.dst.to_string(), req)
     }
 
