@@ -247,14 +247,17 @@ struct KernelServices {
 
 impl HostServices for KernelServices {
     fn link(&mut self, side: Side, name: &str) -> Option<ObservedLink> {
+        let _t = timing::phase("guest-plan:look");
         lock(&self.kernel).observe_link(side, name)
     }
 
     fn routes(&mut self, side: Side) -> Vec<ObservedRoute> {
+        let _t = timing::phase("guest-plan:look");
         lock(&self.kernel).observe_routes(side)
     }
 
     fn fresh_link_name(&mut self, prefix: &str) -> String {
+        let _t = timing::phase("guest-plan:look");
         let mut kernel = lock(&self.kernel);
         let mut name = String::new();
         // The reference retries random names ten times; with 32 random bits a
@@ -273,6 +276,7 @@ impl HostServices for KernelServices {
     }
 
     fn masquerade_rules(&mut self, network: &str) -> Vec<MasqRuleFacts> {
+        let _t = timing::phase("guest-plan:look");
         lock(&self.kernel).masquerade_rules(network)
     }
 
