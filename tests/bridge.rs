@@ -735,6 +735,65 @@ fn check_after_more_ports_join() -> TestResult {
     Ok(())
 }
 
+/// DEL frees the interface name before it returns (the link is down and
+/// renamed) and the reaper deletes the pair after the process exits: an ADD
+/// right after DEL into the same namespace (`podman network reload`) works,
+/// the host side ends with no veth, and a retired link a killed DEL left
+/// behind goes with the next DEL in that namespace.
+fn del_frees_the_name_at_once_and_deletes_after_exit() -> TestResult {
+    let net = Network::new()?;
+    let host = Netns::new("ret").map_err(fail)?;
+    let ctr = Netns::new("retc").map_err(fail)?;
+    let conf = net.conf("1.0.0", json!({"ipMasq": false}));
+    let run = |cmd: &str| -> Result<Answer, libtest_mimic::Failed> {
+        exec_unsettled(
+            Plugin::Ours("bridge"),
+            &host,
+            &net.env(cmd, &ctr.path()),
+            &conf,
+        )
+    };
+    run("ADD")?.ok()?;
+    let host_links = link_names(&host)?;
+    ensure!(host_links.len() == 3, "lo, bridge and one veth: {host_links:?}");
+    run("DEL")?.ok()?;
+    let names = link_names(&ctr)?;
+    ensure!(
+        !names.iter().any(|n| n == "eth0"),
+        "eth0 still named after DEL: {names:?}"
+    );
+    // Re-added at once, same namespace and name.
+    run("ADD")?.ok()?;
+    ensure!(
+        link_names(&ctr)?.iter().any(|n| n == "eth0"),
+        "no eth0 after the second ADD"
+    );
+    run("DEL")?.ok()?;
+    settle_retired_links(&ctr.path())?;
+    let names = link_names(&ctr)?;
+    ensure!(names == ["lo"], "container namespace after DEL: {names:?}");
+    let names = link_names(&host)?;
+    ensure!(names.len() == 2, "host namespace after DEL: {names:?}");
+
+    // A killed DEL's leftover: a retired pair nobody deletes.
+    ctr.ip(&[
+        "link",
+        "add",
+        "wcnidel0000abcd",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "wcnidel0000abce",
+    ])?;
+    run("ADD")?.ok()?;
+    run("DEL")?.ok()?;
+    settle_retired_links(&ctr.path())?;
+    let names = link_names(&ctr)?;
+    ensure!(names == ["lo"], "leftover not deleted: {names:?}");
+    Ok(())
+}
+
 /// An IPAM type with no component runs the native binary from CNI_PATH, as the
 /// reference delegates (`static` here); STATUS reports an exhausted range (50).
 fn native_ipam_and_status() -> TestResult {
@@ -981,6 +1040,10 @@ fn main() -> std::process::ExitCode {
             dual_stack_iptables_and_l2,
         ),
         privileged("bridge_native_ipam_and_status", native_ipam_and_status),
+        privileged(
+            "bridge_del_frees_the_name_at_once_and_deletes_after_exit",
+            del_frees_the_name_at_once_and_deletes_after_exit,
+        ),
         privileged(
             "bridge_port_settings_reach_the_kernel",
             port_settings_reach_the_kernel,

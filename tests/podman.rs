@@ -519,6 +519,8 @@ conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
     /// `ip addr`, routes, the nftables ruleset (counters removed) and host-local's
     /// files (but `last_reserved_ip`, which moves on by design).
     fn state(&self) -> Res<Value> {
+        // Our DEL's reaper deletes the veth after the plugin exited.
+        settle_reapers()?;
         let mut snap = self.host.snapshot()?;
         snap["firewall"] = Value::String(strip_counters(&self.host.ruleset()?));
         let mut details = self.host.ip_json(&["-d", "link", "show"])?;

@@ -477,11 +477,11 @@ fn serve(
     drop(runtime);
     drop(t);
     // Closing an nftables socket after a transaction waits for the kernel's
-    // cleanup of it (an RCU grace period): that close happens in a child after
-    // this process has exited (see `reaper`).
+    // cleanup of it (an RCU grace period), and so does deleting a link: both
+    // happen in a child after this process has exited (see `reaper`).
     let t = timing::phase("teardown:kernel");
     if dry_run.is_none() {
-        crate::reaper::defer_netfilter_close();
+        crate::reaper::finish();
     }
     drop(kernel);
     drop(t);

@@ -400,6 +400,21 @@ pub fn exec(
     env: &CniEnv,
     stdin: &str,
 ) -> Result<Answer, Failed> {
+    let answer = exec_unsettled(plugin, host_ns, env, stdin)?;
+    if matches!(plugin, Plugin::Ours(_)) && env.command == "DEL" {
+        settle_retired_links(&env.netns)?;
+    }
+    Ok(answer)
+}
+
+/// [`exec`] without waiting, after our DEL, for the deletion the reaper
+/// finishes after the process exits.
+pub fn exec_unsettled(
+    plugin: Plugin<'_>,
+    host_ns: &Netns,
+    env: &CniEnv,
+    stdin: &str,
+) -> Result<Answer, Failed> {
     let Output {
         status,
         stdout,
@@ -412,6 +427,74 @@ pub fn exec(
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     })
+}
+
+/// The links of the namespace at `netns_path` that our DEL retired and its
+/// reaper has not deleted yet.
+pub fn retired_links(netns_path: &str) -> Result<Vec<String>, Failed> {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={netns_path}"))
+        .args(["ip", "-o", "link", "show"])
+        .output()
+        .map_err(fail)?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|name| name.split('@').next().unwrap_or(name).to_string())
+        .filter(|name| name.starts_with("wcnidel"))
+        .collect())
+}
+
+/// Wait (at most 10 s) until no process runs our binary: a DEL's reaper
+/// deletes retired links after the plugin process exited, for runtimes (podman)
+/// that exec the plugin themselves. Other tests' invocations only delay this.
+pub fn settle_reapers() -> TestResult {
+    let ours = std::fs::canonicalize(BIN).map_err(fail)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let running = std::fs::read_dir("/proc")
+            .map_err(fail)?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            .any(|e| {
+                let zombie = std::fs::read_to_string(e.path().join("stat"))
+                    .map(|s| s.rsplit(") ").next().unwrap_or("").starts_with('Z'))
+                    .unwrap_or(true);
+                !zombie && std::fs::read_link(e.path().join("exe")).ok().as_ref() == Some(&ours)
+            });
+        if !running {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(fail(
+                "a wasm-cni process (a DEL's reaper?) still runs after 10 s",
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Wait (at most 10 s) until the reaper of our DEL has deleted the links it
+/// retired in the namespace at `netns_path`: DEL frees the interface name at
+/// once and leaves the kernel's slow unregister to a child that runs after
+/// the process exits. Nothing to wait for when the namespace is gone.
+pub fn settle_retired_links(netns_path: &str) -> TestResult {
+    if netns_path.is_empty() || !Path::new(netns_path).exists() {
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = retired_links(netns_path)?;
+        if left.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(fail(format!(
+                "retired links never deleted in {netns_path}: {left:?}"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Start a plugin like [`exec`] without waiting for it (stdout and stderr piped).

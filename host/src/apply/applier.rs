@@ -656,6 +656,26 @@ fn undo(k: &mut Kernel, step: &Undo) -> Result<(), NetError> {
 
 /// Apply a DEL plan: every intent is tried; missing links, addresses, routes and
 /// a vanished container namespace count as done. Returns the failures.
+/// DEL's deletion of the container's interface: the name is freed at once
+/// (down, renamed) and the kernel's unregister, which waits for RCU grace
+/// periods (10-30 ms, most of a DEL), runs in the reaper after this process
+/// has exited (see `crate::reaper`). Links an earlier, killed DEL retired and
+/// never deleted are deleted here first.
+fn retire_container_link(kernel: &mut Kernel, name: &str) -> Result<(), NetError> {
+    let Some(nl) = kernel.container.as_deref_mut() else {
+        return Ok(());
+    };
+    for stale in nl.retired_links().unwrap_or_default() {
+        if let Err(e) = nl.delete_link(&stale) {
+            tracing::warn!(link = stale, "cannot delete a retired link: {e}");
+        }
+    }
+    if let Some(retired) = nl.retire_link(name)? {
+        crate::reaper::defer_link_delete(retired);
+    }
+    Ok(())
+}
+
 pub fn apply_best_effort(kernel: &mut Kernel, intents: &[Intent]) -> Vec<ApplyError> {
     let mut failures = Vec::new();
     for (index, intent) in intents.iter().enumerate() {
@@ -671,8 +691,14 @@ pub fn apply_best_effort(kernel: &mut Kernel, intents: &[Intent]) -> Vec<ApplyEr
         if touches_container && kernel.container.is_none() {
             continue;
         }
-        // A DEL step is not undone when a later one fails: no journal.
-        match apply_one(kernel, intent, &mut Vec::new()) {
+        let done = match intent {
+            Intent::DeleteLink { link } if link.side == Side::Container => {
+                retire_container_link(kernel, &link.name)
+            }
+            // A DEL step is not undone when a later one fails: no journal.
+            _ => apply_one(kernel, intent, &mut Vec::new()),
+        };
+        match done {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
             Err(source) => failures.push(ApplyError {

@@ -326,6 +326,25 @@ pub fn validate_sysctl_path(path: &str) -> Result<(), NetError> {
     Ok(())
 }
 
+/// Prefix of the names of retired links (see [`Netlink::retire_link`]).
+pub const RETIRED_PREFIX: &str = "wcnidel";
+
+/// The name a link with index `index` gets when retired: `wcnidel` and eight
+/// hex digits, 15 characters (`IFNAMSIZ` - 1), unique in its namespace.
+pub fn retired_name(index: u32) -> String {
+    format!("{RETIRED_PREFIX}{index:08x}")
+}
+
+/// A link taken out of service whose deletion is left to the reaper: an
+/// rtnetlink socket in its namespace and its index there.
+#[derive(Debug)]
+pub struct RetiredLink {
+    /// `NETLINK_ROUTE` socket bound to the link's namespace.
+    pub socket: std::os::fd::OwnedFd,
+    /// The link's index in that namespace.
+    pub index: u32,
+}
+
 /// The verbs the applier may use on one network namespace. An instance is
 /// bound to the namespace it was opened for; every verb acts there only.
 ///
@@ -375,6 +394,21 @@ pub trait Netlink: Send {
 
     /// Deletes a link. Deleting one end of a veth deletes both.
     fn delete_link(&mut self, name: &str) -> Result<(), NetError>;
+
+    /// Takes link `name` out of service now and leaves its deletion for later:
+    /// down, renamed to [`retired_name`] (so `name` is free at once), with a
+    /// socket in this namespace that deletes it by index ([`RetiredLink`]).
+    /// `None` when the link was deleted right away instead, which is what
+    /// implementations without deferred deletion do.
+    fn retire_link(&mut self, name: &str) -> Result<Option<RetiredLink>, NetError> {
+        self.delete_link(name).map(|()| None)
+    }
+
+    /// Links retired earlier whose deletion never happened (a process killed
+    /// in between): their names.
+    fn retired_links(&mut self) -> Result<Vec<String>, NetError> {
+        Ok(Vec::new())
+    }
 
     /// Sets `IFF_UP` on or off.
     fn set_up(&mut self, name: &str, up: bool) -> Result<(), NetError>;

@@ -37,7 +37,8 @@ use rtnetlink::{
 use tokio::runtime::Runtime;
 
 use super::netlink::{
-    validate_sysctl_path, BridgeVlanFlags, LinkFacts, NetError, Netlink, RouteFacts, RouteSpec,
+    retired_name, validate_sysctl_path, BridgeVlanFlags, LinkFacts, NetError, Netlink, RetiredLink,
+    RouteFacts, RouteSpec, RETIRED_PREFIX,
 };
 use super::netns::{is_current, run_in_netns, NetnsHandle, NetnsWorker};
 
@@ -478,6 +479,26 @@ fn ipv4_link_conf(path: &str) -> Option<(&str, u16)> {
     Some((ifname, index))
 }
 
+/// A `NETLINK_ROUTE` socket in the calling thread's namespace, connected to
+/// the kernel, for a deletion the reaper sends after this process exits.
+fn route_socket() -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: socket(2) has no memory arguments; a valid descriptor is owned
+    // by nothing else.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is not owned elsewhere.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 /// `net.ipv4.ip_forward` (which is `net.ipv4.conf.all.forwarding`) of the
 /// calling thread's namespace, asked with `RTM_GETNETCONF` as `ip netconf`
 /// does: no `/proc/sys/net/ipv4` lookup (see `sysctl_io`).
@@ -844,6 +865,39 @@ impl Netlink for RtNetlink {
             name,
             self.conn()?.handle.link().del_with_message(msg).execute(),
         )
+    }
+
+    fn retire_link(&mut self, name: &str) -> Result<Option<RetiredLink>, NetError> {
+        const OP: &str = "retire_link";
+        let index = self.index_of(OP, name)?;
+        let retired = retired_name(index);
+        // The socket first: without one, the link is deleted right here.
+        let socket = match self.in_netns(route_socket)? {
+            Ok(socket) => socket,
+            Err(e) => {
+                tracing::debug!("no socket for a deferred deletion ({e}); deleting now");
+                return self.delete_link(name).map(|()| None);
+            }
+        };
+        // A veth is renamed only while down; by index, so that the rename
+        // cannot hit another link of that name.
+        self.set_link(OP, name, LinkUnspec::new_with_index(index).down().build())?;
+        let rename = LinkUnspec::new_with_index(index).name(retired).build();
+        self.set_link(OP, name, rename)?;
+        Ok(Some(RetiredLink { socket, index }))
+    }
+
+    fn retired_links(&mut self) -> Result<Vec<String>, NetError> {
+        let msgs: Vec<LinkMessage> = self
+            .conn()?
+            .rt
+            .block_on(self.conn()?.handle.link().get().execute().try_collect())
+            .map_err(|e| nl_error("links", "", e))?;
+        Ok(msgs
+            .iter()
+            .map(|m| link_facts(m).name)
+            .filter(|n| n.starts_with(RETIRED_PREFIX))
+            .collect())
     }
 
     fn set_up(&mut self, name: &str, up: bool) -> Result<(), NetError> {
