@@ -755,7 +755,10 @@ fn del_frees_the_name_at_once_and_deletes_after_exit() -> TestResult {
     };
     run("ADD")?.ok()?;
     let host_links = link_names(&host)?;
-    ensure!(host_links.len() == 3, "lo, bridge and one veth: {host_links:?}");
+    ensure!(
+        host_links.len() == 3,
+        "lo, bridge and one veth: {host_links:?}"
+    );
     run("DEL")?.ok()?;
     let names = link_names(&ctr)?;
     ensure!(

@@ -167,12 +167,15 @@ mod tests {
     #[test]
     fn dellink_request_is_an_acked_rtm_dellink_by_index() {
         let msg = dellink_request(0x0102_0304);
-        assert_eq!(u32::from_ne_bytes(msg[0..4].try_into().unwrap()), 32);
-        assert_eq!(u16::from_ne_bytes(msg[4..6].try_into().unwrap()), 17);
-        assert_eq!(u16::from_ne_bytes(msg[6..8].try_into().unwrap()), 0x5);
+        assert_eq!(u32::from_ne_bytes(msg[0..4].try_into().expect("slice")), 32);
+        assert_eq!(u16::from_ne_bytes(msg[4..6].try_into().expect("slice")), 17);
+        assert_eq!(
+            u16::from_ne_bytes(msg[6..8].try_into().expect("slice")),
+            0x5
+        );
         assert_eq!(msg[16..20], [0, 0, 0, 0], "family, pad, type");
         assert_eq!(
-            u32::from_ne_bytes(msg[20..24].try_into().unwrap()),
+            u32::from_ne_bytes(msg[20..24].try_into().expect("slice")),
             0x0102_0304
         );
         assert_eq!(msg[24..32], [0; 8], "flags, change");
