@@ -21,7 +21,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -241,10 +241,10 @@ impl Store for DiskStore {
             use std::os::unix::fs::OpenOptionsExt as _;
             options.mode(0o600);
         }
-        let mut file = options
+        let file = options
             .open(&tmp)
             .map_err(|e| StoreError::new("open", &name, e))?;
-        if let Err(e) = file.write_all(content.as_bytes()) {
+        if let Err(e) = write_all_at(&file, content.as_bytes()) {
             drop(file);
             let _ = fs::remove_file(&tmp);
             return Err(StoreError::new("write", &name, e));
@@ -280,7 +280,9 @@ impl Store for DiskStore {
         // is never taken for a reservation.
         let tmp_name = format!(".{name}.tmp");
         let tmp = self.path(&tmp_name);
-        fs::write(&tmp, ip.to_string()).map_err(|e| StoreError::new("write", &tmp_name, e))?;
+        let written =
+            fs::File::create(&tmp).and_then(|f| write_all_at(&f, ip.to_string().as_bytes()));
+        written.map_err(|e| StoreError::new("write", &tmp_name, e))?;
         fs::rename(&tmp, self.path(&name)).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             StoreError::new("rename", &name, e)
@@ -332,6 +334,41 @@ impl Store for DiskStore {
         names.sort();
         Ok(names)
     }
+}
+
+/// Writes `bytes` at the start of `file`. In the component this is pwrite(2):
+/// wasi-libc turns it into one `descriptor.write`, which the host performs on
+/// the calling thread, where `write` goes through an output stream that the
+/// host hands to a thread pool (a thread start and two wake-ups per write).
+#[cfg(target_os = "wasi")]
+fn write_all_at(file: &fs::File, bytes: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let mut done = 0;
+    while done < bytes.len() {
+        let rest = &bytes[done..];
+        let offset = libc::off_t::try_from(done).map_err(io::Error::other)?;
+        // SAFETY: `rest` is valid for `rest.len()` bytes for the whole call and
+        // the descriptor belongs to `file`, which outlives it.
+        let n = unsafe { libc::pwrite(file.as_raw_fd(), rest.as_ptr().cast(), rest.len(), offset) };
+        match usize::try_from(n) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Natively (the unit tests) a plain write does the same.
+#[cfg(not(target_os = "wasi"))]
+fn write_all_at(mut file: &fs::File, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    file.write_all(bytes)
 }
 
 /// An in-memory store with fault injection, for tests of the allocator and verbs.
