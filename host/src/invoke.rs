@@ -21,6 +21,7 @@ use crate::policy::{Grant, Policy};
 use crate::runtime::Limits;
 use crate::runtime::{
     ComponentCache, GuestCommand, GuestLogLevel, GuestRequest, HostServices, PluginRuntime,
+    Prefetch,
 };
 use crate::settings::Settings;
 use crate::timing;
@@ -380,6 +381,15 @@ fn serve(
         let _t = timing::phase("find-component");
         select_component(invoked_as, request, &store)?
     };
+    // The engine and the components (the plugin's, its IPAM's) are prepared
+    // on another thread while this one reads the policy and opens namespaces.
+    let prefetch = Prefetch::begin();
+    prefetch.load(
+        ComponentCache::new(&settings.cache_dir),
+        store.clone(),
+        source.clone(),
+        request.config.ipam_type.clone(),
+    );
     let policy = {
         let _t = timing::phase("policy");
         Policy::load(&settings.policy_file)?
@@ -410,13 +420,20 @@ fn serve(
     drop(t_netns);
 
     let t_engine = timing::phase("engine");
-    let runtime = Arc::new(PluginRuntime::new()?);
+    let runtime = Arc::new(PluginRuntime::with_engine(prefetch.engine()?));
     drop(t_engine);
-    let cache = ComponentCache::new(&settings.cache_dir);
     let t_load = timing::phase("component-load");
-    let (component, from) = cache.load(runtime.engine(), &source.bytes, &source.sha256)?;
+    let component = match prefetch.component(&source.name) {
+        Some(loaded) => loaded?,
+        None => {
+            let cache = ComponentCache::new(&settings.cache_dir);
+            cache
+                .load(runtime.engine(), &source.bytes, &source.sha256)?
+                .0
+        }
+    };
     drop(t_load);
-    tracing::debug!(plugin = %source.name, sha256 = %source.sha256, ?from, "component loaded");
+    tracing::debug!(plugin = %source.name, sha256 = %source.sha256, "component loaded");
     let guest_req = guest_request(request)?;
     let mut delegate = IpamDelegate::new(
         Arc::clone(request),
@@ -424,7 +441,8 @@ fn serve(
         Arc::new(settings.clone()),
         env.clone(),
         Arc::clone(&runtime),
-    );
+    )
+    .with_prefetch(Arc::clone(&prefetch));
     if dry_run.is_some() {
         delegate = delegate.dry_run();
     }

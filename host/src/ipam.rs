@@ -18,7 +18,9 @@ use wasmtime::component::Component;
 
 use crate::cni::{self, CniError, CniResult, Command, ErrorCode, Request};
 use crate::plugins::PluginStore;
-use crate::runtime::{ComponentCache, GuestCommand, GuestRequest, NoServices, PluginRuntime};
+use crate::runtime::{
+    ComponentCache, GuestCommand, GuestRequest, NoServices, PluginRuntime, Prefetch,
+};
 use crate::settings::Settings;
 
 /// host-local's default `dataDir`.
@@ -38,6 +40,8 @@ pub struct IpamDelegate {
     /// `wasm-cni plan`: run IPAM components on a scratch copy of their state, and
     /// never exec a native IPAM binary (it would allocate for real).
     dry_run: bool,
+    /// Where the IPAM component may already be loaded.
+    prefetch: Option<Arc<Prefetch>>,
 }
 
 impl IpamDelegate {
@@ -59,7 +63,14 @@ impl IpamDelegate {
             added: AtomicBool::new(false),
             results: Mutex::new(Vec::new()),
             dry_run: false,
+            prefetch: None,
         }
+    }
+
+    /// The same delegate, taking its component from `prefetch` when loaded there.
+    pub fn with_prefetch(mut self, prefetch: Arc<Prefetch>) -> Self {
+        self.prefetch = Some(prefetch);
+        self
     }
 
     /// The same delegate, for a dry run.
@@ -115,7 +126,18 @@ impl IpamDelegate {
     ) -> Result<Option<CniResult>, CniError> {
         let cache = ComponentCache::new(&self.settings.cache_dir);
         let t = crate::timing::phase("ipam:load");
-        let (component, _) = cache.load(self.runtime.engine(), &source.bytes, &source.sha256)?;
+        let prefetched = self
+            .prefetch
+            .as_ref()
+            .and_then(|p| p.component(&source.name));
+        let component = match prefetched {
+            Some(loaded) => loaded?,
+            None => {
+                cache
+                    .load(self.runtime.engine(), &source.bytes, &source.sha256)?
+                    .0
+            }
+        };
         drop(t);
         self.run_loaded(&component, command)
     }

@@ -7,10 +7,12 @@ mod cache;
 mod convert;
 mod ipam_bindings;
 mod limits;
+mod prefetch;
 mod wasi_link;
 
 pub use cache::{ComponentCache, LoadedFrom};
 pub use limits::Limits;
+pub use prefetch::Prefetch;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -153,8 +155,14 @@ impl PluginRuntime {
         let _t = crate::timing::phase("engine:new");
         let engine = Engine::new(&engine_config())
             .map_err(|e| internal(format!("cannot create the wasm engine: {e}")))?;
+        Ok(Self::with_engine(engine))
+    }
+
+    /// Around an engine made elsewhere ([`Prefetch`]) with this module's
+    /// configuration.
+    pub fn with_engine(engine: Engine) -> Self {
         start_epoch_ticker(&engine);
-        Ok(PluginRuntime { engine })
+        PluginRuntime { engine }
     }
 
     /// A linker for `component`: the WASI interfaces it imports and the host
