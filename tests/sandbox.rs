@@ -69,6 +69,7 @@ fn attack(name: &str, command: &str) -> Result<(Answer, Duration, bool), libtest
 /// (attack, expected CNI code, text the message or details must contain)
 const CASES: &[(&str, u64, &str)] = &[
     ("spin", 102, "ran out of time"),
+    ("sleep", 102, "ran out of time"),
     ("recurse", 101, "trapped"),
     ("alloc", 103, "ran out of memory"),
     ("panic", 101, "hostile guest panicked on purpose"),

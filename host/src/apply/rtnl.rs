@@ -175,6 +175,14 @@ impl RtNetlink {
         Ok(msgs.iter().filter_map(address_of).collect())
     }
 
+    /// Every link of the namespace (one dump).
+    fn link_messages(&self) -> Result<Vec<LinkMessage>, NetError> {
+        self.conn()?
+            .rt
+            .block_on(self.conn()?.handle.link().get().execute().try_collect())
+            .map_err(|e| nl_error("links", "", e))
+    }
+
     /// The addresses of link `index` alone (the kernel filters, see `open`;
     /// filtered here as well).
     fn addresses_of(&self, index: u32) -> Result<Vec<IpNet>, NetError> {
@@ -770,11 +778,7 @@ impl Netlink for RtNetlink {
     }
 
     fn links(&mut self) -> Result<Vec<LinkFacts>, NetError> {
-        let msgs: Vec<LinkMessage> = self
-            .conn()?
-            .rt
-            .block_on(self.conn()?.handle.link().get().execute().try_collect())
-            .map_err(|e| nl_error("links", "", e))?;
+        let msgs = self.link_messages()?;
         let addresses = self.addresses()?;
         Ok(msgs
             .iter()
@@ -888,11 +892,7 @@ impl Netlink for RtNetlink {
     }
 
     fn retired_links(&mut self) -> Result<Vec<String>, NetError> {
-        let msgs: Vec<LinkMessage> = self
-            .conn()?
-            .rt
-            .block_on(self.conn()?.handle.link().get().execute().try_collect())
-            .map_err(|e| nl_error("links", "", e))?;
+        let msgs = self.link_messages()?;
         Ok(msgs
             .iter()
             .map(|m| link_facts(m).name)

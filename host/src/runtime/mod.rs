@@ -117,6 +117,8 @@ pub(crate) struct GuestState {
     /// Errors the host itself returned to the guest (from IPAM delegation): a
     /// guest passing one of these on may use the host's own codes.
     host_errors: Vec<(u32, String)>,
+    /// When the guest's deadline passes: no clock subscription waits beyond it.
+    deadline_at: std::time::Instant,
 }
 
 impl WasiView for GuestState {
@@ -174,8 +176,12 @@ impl PluginRuntime {
         });
         let mut linker = Linker::new(&self.engine);
         let wasi = wasi_link::imported_wasi(&self.engine, component);
-        wasi_link::add_to_linker(&mut linker, &wasi)
-            .map_err(|e| internal(format!("cannot link WASI: {e}")))?;
+        wasi_link::add_to_linker(&mut linker, &wasi, |state: &mut GuestState| {
+            state
+                .deadline_at
+                .saturating_duration_since(std::time::Instant::now())
+        })
+        .map_err(|e| internal(format!("cannot link WASI: {e}")))?;
         match world {
             World::Plugin => bindings::add_host_to_linker(&mut linker)
                 .map_err(|e| internal(format!("cannot link the host interface: {e}")))?,
@@ -234,6 +240,7 @@ impl PluginRuntime {
             services,
             contract_error: None,
             host_errors: Vec::new(),
+            deadline_at: std::time::Instant::now() + limits.deadline,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -7,14 +7,16 @@
 //! implementations; an import we do not know is left to instantiation, which
 //! then fails naming it (as it would for any unknown import).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
-use wasmtime::component::{Component, HasData, Linker, ResourceTable};
+use wasmtime::component::{Component, HasData, Linker, Resource, ResourceTable};
 use wasmtime::Engine;
 use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
 use wasmtime_wasi::p2::bindings::{self, sync};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView as _};
 use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView as _};
 use wasmtime_wasi::WasiView;
@@ -26,25 +28,29 @@ impl HasData for HasIo {
     type Data<'a> = &'a mut ResourceTable;
 }
 
-/// The WASI interfaces `component` imports, as `wasi:<package>/<interface>`
-/// (versions dropped: every 0.2.x import is served by the 0.2 bindings).
-pub fn imported_wasi(engine: &Engine, component: &Component) -> BTreeSet<String> {
+/// The WASI interfaces `component` imports: `wasi:<package>/<interface>` (the
+/// 0.2 bindings serve every 0.2.x import) to the name as imported.
+pub fn imported_wasi(engine: &Engine, component: &Component) -> BTreeMap<String, String> {
     component
         .component_type()
         .imports(engine)
         .filter_map(|(name, _)| {
-            let name = name.split('@').next().unwrap_or(name);
-            name.starts_with("wasi:").then(|| name.to_string())
+            let short = name.split('@').next().unwrap_or(name);
+            short
+                .starts_with("wasi:")
+                .then(|| (short.to_string(), name.to_string()))
         })
         .collect()
 }
 
 /// Adds the synchronous host implementation of each interface in `wanted`.
+/// `max_wait` bounds every clock subscription (see [`add_bounded_clock`]).
 pub fn add_to_linker<T: WasiView>(
     l: &mut Linker<T>,
-    wanted: &BTreeSet<String>,
+    wanted: &BTreeMap<String, String>,
+    max_wait: fn(&mut T) -> Duration,
 ) -> wasmtime::Result<()> {
-    for name in wanted {
+    for (name, imported) in wanted {
         match name.as_str() {
             "wasi:io/error" => {
                 bindings::io::error::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?
@@ -58,9 +64,7 @@ pub fn add_to_linker<T: WasiView>(
             "wasi:clocks/wall-clock" => {
                 bindings::clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
             }
-            "wasi:clocks/monotonic-clock" => {
-                bindings::clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
-            }
+            "wasi:clocks/monotonic-clock" => add_bounded_clock(l, imported, max_wait)?,
             "wasi:filesystem/preopens" => {
                 bindings::filesystem::preopens::add_to_linker::<T, WasiFilesystem>(
                     l,
@@ -138,6 +142,46 @@ pub fn add_to_linker<T: WasiView>(
     Ok(())
 }
 
+/// `wasi:clocks/monotonic-clock` with wasmtime-wasi's implementation, except
+/// that a subscription never waits longer than `max_wait` (the guest's time
+/// left): epoch interruption stops a guest only while it runs wasm code, and
+/// a guest blocked in `poll` on a timer runs none, so a sleep of an hour would
+/// otherwise hold the invocation for an hour. Woken early, the guest runs on
+/// into its deadline and traps.
+fn add_bounded_clock<T: WasiView>(
+    l: &mut Linker<T>,
+    imported: &str,
+    max_wait: fn(&mut T) -> Duration,
+) -> wasmtime::Result<()> {
+    use bindings::clocks::monotonic_clock::Host;
+    let bound = move |store: &mut T| u64::try_from(max_wait(store).as_nanos()).unwrap_or(u64::MAX);
+    let mut clock = l.instance(imported)?;
+    clock.func_wrap("now", |mut store, (): ()| {
+        Ok((Host::now(&mut store.data_mut().clocks())?,))
+    })?;
+    clock.func_wrap("resolution", |mut store, (): ()| {
+        Ok((Host::resolution(&mut store.data_mut().clocks())?,))
+    })?;
+    clock.func_wrap(
+        "subscribe-instant",
+        move |mut store, (when,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+            let limit = bound(store.data_mut());
+            let mut clocks = store.data_mut().clocks();
+            let latest = Host::now(&mut clocks)?.saturating_add(limit);
+            Ok((Host::subscribe_instant(&mut clocks, when.min(latest))?,))
+        },
+    )?;
+    clock.func_wrap(
+        "subscribe-duration",
+        move |mut store, (duration,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+            let limit = bound(store.data_mut());
+            let mut clocks = store.data_mut().clocks();
+            Ok((Host::subscribe_duration(&mut clocks, duration.min(limit))?,))
+        },
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,9 +196,12 @@ mod tests {
         for (name, bytes, _) in crate::plugins::bundled::BUNDLED {
             let component = Component::new(&engine, bytes).expect("compile");
             let wasi = imported_wasi(&engine, &component);
-            assert!(wasi.contains("wasi:cli/environment"), "{name}: {wasi:?}");
             assert!(
-                !wasi.iter().any(|i| i.starts_with("wasi:sockets")),
+                wasi.contains_key("wasi:cli/environment"),
+                "{name}: {wasi:?}"
+            );
+            assert!(
+                !wasi.keys().any(|i| i.starts_with("wasi:sockets")),
                 "{name}: {wasi:?}"
             );
             let host = |l: &mut Linker<GuestState>| {
@@ -165,7 +212,7 @@ mod tests {
                 }
             };
             let mut linker = Linker::new(&engine);
-            add_to_linker(&mut linker, &wasi).expect("link WASI");
+            add_to_linker(&mut linker, &wasi, |_| Duration::from_secs(1)).expect("link WASI");
             host(&mut linker).expect("link host");
             linker.instantiate_pre(&component).expect(name);
 

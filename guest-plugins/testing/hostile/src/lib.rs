@@ -53,6 +53,11 @@ impl Guest for Hostile {
             "spin" => loop {
                 std::hint::black_box(0u64);
             },
+            // Blocked in the host on a timer, where epoch interruption cannot
+            // reach it: the host bounds every clock subscription by the time left.
+            "sleep" => loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            },
             "recurse" => {
                 recurse(0);
                 vec![]
