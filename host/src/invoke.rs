@@ -381,15 +381,7 @@ fn serve(
         let _t = timing::phase("find-component");
         select_component(invoked_as, request, &store)?
     };
-    // The engine and the components (the plugin's, its IPAM's) are prepared
-    // on another thread while this one reads the policy and opens namespaces.
-    let prefetch = Prefetch::begin();
-    prefetch.load(
-        ComponentCache::new(&settings.cache_dir),
-        store.clone(),
-        source.clone(),
-        request.config.ipam_type.clone(),
-    );
+
     let policy = {
         let _t = timing::phase("policy");
         Policy::load(&settings.policy_file)?
@@ -420,20 +412,22 @@ fn serve(
     drop(t_netns);
 
     let t_engine = timing::phase("engine");
-    let runtime = Arc::new(PluginRuntime::with_engine(prefetch.engine()?));
+    let runtime = Arc::new(PluginRuntime::new()?);
     drop(t_engine);
+    let cache = ComponentCache::new(&settings.cache_dir);
     let t_load = timing::phase("component-load");
-    let component = match prefetch.component(&source.name) {
-        Some(loaded) => loaded?,
-        None => {
-            let cache = ComponentCache::new(&settings.cache_dir);
-            cache
-                .load(runtime.engine(), &source.bytes, &source.sha256)?
-                .0
-        }
-    };
+    let (component, from) = cache.load(runtime.engine(), &source.bytes, &source.sha256)?;
     drop(t_load);
-    tracing::debug!(plugin = %source.name, sha256 = %source.sha256, "component loaded");
+    tracing::debug!(plugin = %source.name, sha256 = %source.sha256, ?from, "component loaded");
+    // The IPAM component (a bridge's host-local) loads on another thread while
+    // this one instantiates the plugin and lets it plan.
+    let prefetch = Prefetch::ipam(
+        runtime.engine(),
+        cache,
+        store.clone(),
+        request.config.ipam_type.as_deref(),
+        &source.name,
+    );
     let guest_req = guest_request(request)?;
     let mut delegate = IpamDelegate::new(
         Arc::clone(request),

@@ -77,16 +77,7 @@ fn cni_main(invoked_as: Option<&str>, env: &BTreeMap<String, String>) -> ExitCod
     if env.get("WASM_CNI_TIMINGS").is_some_and(|v| v == "1") {
         wasm_cni::timing::enable();
     }
-    // Every verb but VERSION runs a component: the engine is made on another
-    // thread while the settings and the request are read.
-    let runs_component = env
-        .get("CNI_COMMAND")
-        .is_some_and(|c| !c.is_empty() && c != "VERSION");
-    let prefetch = runs_component.then(wasm_cni::runtime::Prefetch::begin);
     let code = serve_cni(invoked_as, env);
-    if let Some(prefetch) = prefetch {
-        prefetch.finish();
-    }
     if wasm_cni::timing::enabled() {
         let total = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         eprintln!("wasm-cni timings {}", wasm_cni::timing::report(total));

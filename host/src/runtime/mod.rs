@@ -157,14 +157,8 @@ impl PluginRuntime {
         let _t = crate::timing::phase("engine:new");
         let engine = Engine::new(&engine_config())
             .map_err(|e| internal(format!("cannot create the wasm engine: {e}")))?;
-        Ok(Self::with_engine(engine))
-    }
-
-    /// Around an engine made elsewhere ([`Prefetch`]) with this module's
-    /// configuration.
-    pub fn with_engine(engine: Engine) -> Self {
         start_epoch_ticker(&engine);
-        PluginRuntime { engine }
+        Ok(PluginRuntime { engine })
     }
 
     /// A linker for `component`: the WASI interfaces it imports and the host
