@@ -7,12 +7,18 @@
 //! sockets go to a child that closes them after this process has exited, off
 //! the runtime's critical path.
 //!
+//! Deleting a link waits the same way (`netdev_run_todo`). DEL therefore
+//! retires the container's interface (down, renamed, its name free at once)
+//! and hands the child a `NETLINK_ROUTE` socket in that namespace and a
+//! prepared `RTM_DELLINK` for its index, which the child sends once this
+//! process has exited.
+//!
 //! The child keeps nothing else: it closes every other descriptor at once
 //! (stdout and stderr included, so the runtime sees end-of-file when this
 //! process exits, and the IPAM lock, whose flock must not outlive us), waits
-//! for this process to exit (end-of-file on a pipe), and exits. Between fork
-//! and exit it makes only async-signal-safe system calls on memory prepared
-//! before the fork.
+//! for this process to exit (end-of-file on a pipe), deletes the retired
+//! links, and exits. Between fork and exit it makes only async-signal-safe
+//! system calls on memory prepared before the fork.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Mutex;
