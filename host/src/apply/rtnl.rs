@@ -1,7 +1,8 @@
 //! [`Netlink`] over the kernel's rtnetlink, using the `rtnetlink` crate.
 //!
-//! The netlink socket is opened inside the target namespace (via
-//! [`run_in_netns`]) and stays bound to it, so every request made through it
+//! The netlink socket is opened inside the target namespace (on the
+//! [`NetnsWorker`] that also serves its sysctls, or right here for our own
+//! namespace) and stays bound to it, so every request made through it
 //! acts there without any further namespace switching. The async API is
 //! driven by a private current-thread tokio runtime, one `block_on` per verb;
 //! therefore these methods must not be called from inside another tokio
@@ -40,7 +41,7 @@ use super::netlink::{
     retired_name, validate_sysctl_path, BridgeVlanFlags, LinkFacts, NetError, Netlink, RetiredLink,
     RouteFacts, RouteSpec, RETIRED_PREFIX,
 };
-use super::netns::{is_current, run_in_netns, NetnsHandle, NetnsWorker};
+use super::netns::{is_current, NetnsHandle, NetnsWorker};
 
 /// `IFLA_BRPORT_MODE` (hairpin), from `<linux/if_link.h>`.
 const IFLA_BRPORT_MODE: u16 = 4;
@@ -113,11 +114,12 @@ impl RtNetlink {
             // every dump header must be zero but for the filters it means.
             rtnetlink::new_connection_with_strict_check()
         };
-        // In our own namespace no thread is needed: the socket is bound here.
+        // In our own namespace no thread is needed: the socket is bound here;
+        // elsewhere the namespace's worker, which its sysctls reuse, makes it.
         let opened = if self.local {
             connect()
         } else {
-            run_in_netns(&self.ns, connect)?
+            self.in_netns(connect)?
         };
         let (conn, handle, _unsolicited) =
             opened.map_err(|e| NetError::io("open rtnetlink socket", e))?;
@@ -1165,6 +1167,7 @@ impl Netlink for RtNetlink {
 
 #[cfg(test)]
 mod tests {
+    use super::super::netns::run_in_netns;
     use super::super::netns::tests::test_netns;
     use super::*;
     use crate::apply::netlink::{RT_SCOPE_LINK, RT_SCOPE_UNIVERSE};
