@@ -19,9 +19,9 @@ use ipnet::IpNet;
 use netlink_packet_core::DefaultNla;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
-    AfSpecBridge, AfSpecInet, AfSpecUnspec, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort,
-    InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo,
-    LinkMessage, LinkProtoInfoBridge, State,
+    AfSpecBridge, AfSpecInet, AfSpecUnspec, BridgeVlanInfoFlags, InetDevConf, InfoBridge,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkExtentMask,
+    LinkFlags, LinkInfo, LinkMessage, LinkProtoInfoBridge, State,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType, RouteVia,
@@ -387,7 +387,7 @@ impl RtNetlink {
     }
 
     /// One IPv4 setting of a link, read from its `IFLA_INET_CONF`.
-    fn ipv4_conf(&self, path: &str, ifname: &str, index: u16) -> Result<i32, NetError> {
+    fn ipv4_conf(&self, path: &str, ifname: &str, key: Ipv4LinkKey) -> Result<i32, NetError> {
         let msg = self
             .get_link_msg("sysctl", ifname)?
             .ok_or_else(|| NetError::kernel("sysctl", path, Errno::ENOENT))?;
@@ -402,12 +402,7 @@ impl RtNetlink {
             _ => None,
         });
         let conf = conf.ok_or_else(|| NetError::kernel("sysctl", path, Errno::ENOENT))?;
-        Ok(match index {
-            IPV4_DEVCONF_ARP_ANNOUNCE => conf.arp_announce,
-            IPV4_DEVCONF_ARP_IGNORE => conf.arp_ignore,
-            IPV4_DEVCONF_ARP_ACCEPT => conf.arp_accept,
-            _ => conf.arp_notify,
-        })
+        Ok((key.read)(&conf))
     }
 
     /// Sets one IPv4 setting of a link through `IFLA_INET_CONF`, which the
@@ -416,14 +411,14 @@ impl RtNetlink {
         &self,
         path: &str,
         ifname: &str,
-        index: u16,
+        key: Ipv4LinkKey,
         value: u32,
     ) -> Result<(), NetError> {
         // One nested attribute `index = value`; the crate's request type
         // leaves zeros out, and a setting may well be set to zero.
         let mut inner = [0u8; 8];
         inner[0..2].copy_from_slice(&8u16.to_ne_bytes());
-        inner[2..4].copy_from_slice(&index.to_ne_bytes());
+        inner[2..4].copy_from_slice(&key.index.to_ne_bytes());
         inner[4..8].copy_from_slice(&value.to_ne_bytes());
         let conf = DefaultNla::new(IFLA_INET_CONF | NLA_F_NESTED, inner.to_vec());
         let mut msg = LinkUnspec::new_with_name(ifname).build();
@@ -463,30 +458,57 @@ impl RtNetlink {
 const IFLA_INET_CONF: u16 = 1;
 /// `NLA_F_NESTED`.
 const NLA_F_NESTED: u16 = 0x8000;
-/// `IPV4_DEVCONF_*` indexes, from `<linux/ip.h>`.
-const IPV4_DEVCONF_ARP_ANNOUNCE: u16 = 18;
-const IPV4_DEVCONF_ARP_IGNORE: u16 = 19;
-const IPV4_DEVCONF_ARP_ACCEPT: u16 = 21;
-const IPV4_DEVCONF_ARP_NOTIFY: u16 = 22;
+/// An IPv4 link setting served over rtnetlink: its `IPV4_DEVCONF_*` index
+/// (from `<linux/ip.h>`) and where a dump's `IFLA_INET_CONF` holds it.
+#[derive(Clone, Copy)]
+struct Ipv4LinkKey {
+    index: u16,
+    read: fn(&InetDevConf) -> i32,
+}
 
-/// For `net/ipv4/conf/<link>/<key>` where the kernel's sysctl handler does
-/// nothing but store the value (the ARP settings), the link and the
-/// `IPV4_DEVCONF_*` index: those go over rtnetlink, which finds the link by
-/// name instead of walking `/proc/sys/net/ipv4` (see `sysctl_io`).
-fn ipv4_link_conf(path: &str) -> Option<(&str, u16)> {
+/// The settings whose sysctl handler does nothing but store the value.
+const IPV4_LINK_KEYS: [(&str, Ipv4LinkKey); 4] = [
+    (
+        "arp_announce",
+        Ipv4LinkKey {
+            index: 18,
+            read: |c| c.arp_announce,
+        },
+    ),
+    (
+        "arp_ignore",
+        Ipv4LinkKey {
+            index: 19,
+            read: |c| c.arp_ignore,
+        },
+    ),
+    (
+        "arp_accept",
+        Ipv4LinkKey {
+            index: 21,
+            read: |c| c.arp_accept,
+        },
+    ),
+    (
+        "arp_notify",
+        Ipv4LinkKey {
+            index: 22,
+            read: |c| c.arp_notify,
+        },
+    ),
+];
+
+/// For `net/ipv4/conf/<link>/<key>` with a key of [`IPV4_LINK_KEYS`], the link
+/// and the key: those go over rtnetlink, which finds the link by name instead
+/// of walking `/proc/sys/net/ipv4` (see `sysctl_io`).
+fn ipv4_link_conf(path: &str) -> Option<(&str, Ipv4LinkKey)> {
     let rest = path.strip_prefix("net/ipv4/conf/")?;
     let (ifname, key) = rest.split_once('/')?;
     if ifname == "all" || ifname == "default" || ifname.is_empty() {
         return None;
     }
-    let index = match key {
-        "arp_notify" => IPV4_DEVCONF_ARP_NOTIFY,
-        "arp_ignore" => IPV4_DEVCONF_ARP_IGNORE,
-        "arp_announce" => IPV4_DEVCONF_ARP_ANNOUNCE,
-        "arp_accept" => IPV4_DEVCONF_ARP_ACCEPT,
-        _ => return None,
-    };
-    Some((ifname, index))
+    let (_, key) = IPV4_LINK_KEYS.iter().find(|(name, _)| *name == key)?;
+    Some((ifname, *key))
 }
 
 /// A `NETLINK_ROUTE` socket in the calling thread's namespace, connected to
@@ -1079,18 +1101,18 @@ impl Netlink for RtNetlink {
     }
 
     fn set_sysctl(&mut self, path: &str, value: &str) -> Result<(), NetError> {
-        if let Some((ifname, index)) = ipv4_link_conf(path) {
+        if let Some((ifname, key)) = ipv4_link_conf(path) {
             let value: u32 = value.trim().parse().map_err(|_| {
                 NetError::Invalid(format!("sysctl {path}: {value:?} is not a number"))
             })?;
-            return self.set_ipv4_conf(path, ifname, index, value);
+            return self.set_ipv4_conf(path, ifname, key, value);
         }
         self.sysctl_io(path, Some(value.to_string())).map(drop)
     }
 
     fn sysctl(&mut self, path: &str) -> Result<String, NetError> {
-        if let Some((ifname, index)) = ipv4_link_conf(path) {
-            return self.ipv4_conf(path, ifname, index).map(|v| v.to_string());
+        if let Some((ifname, key)) = ipv4_link_conf(path) {
+            return self.ipv4_conf(path, ifname, key).map(|v| v.to_string());
         }
         if path == "net/ipv4/ip_forward" {
             // Asked on every gateway ADD, where it is almost always on already.
