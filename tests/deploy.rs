@@ -704,8 +704,9 @@ fn containerfile_builds_what_the_manifests_run() -> TestResult {
         );
     }
 
-    // What the build context must carry: the root workspace, the host crate and its
-    // test targets, what host/build.rs reads (wit/, guest-plugins/).
+    // What the build context must carry: the root workspace, the binary's crate and
+    // its test targets, the library crates, what crates/bundled/build.rs reads (wit/,
+    // guest-plugins/).
     let copied: Vec<String> = builder
         .copies()
         .into_iter()
@@ -715,6 +716,7 @@ fn containerfile_builds_what_the_manifests_run() -> TestResult {
         "Cargo.toml",
         "Cargo.lock",
         "host",
+        "crates",
         "tests",
         "wit",
         "guest-plugins",

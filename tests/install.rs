@@ -369,7 +369,7 @@ fn extra_components() -> TestResult {
     let tree = Tree::new();
     let src = tree.path("src");
     fs::create_dir_all(&src).map_err(fail)?;
-    let guest = Path::new(env!("WASM_CNI_TEST_GUESTS")).join("hostile.wasm");
+    let guest = Path::new(bundled::TEST_GUESTS).join("hostile.wasm");
     fs::copy(&guest, src.join("tenant-net.wasm")).map_err(fail)?;
     fs::write(src.join("README.txt"), "not a component").map_err(fail)?;
     let src_s = src.display().to_string();

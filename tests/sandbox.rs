@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use wasm_cni::policy::INTENT_KINDS;
+use plan::policy::INTENT_KINDS;
 
 use serde_json::json;
 

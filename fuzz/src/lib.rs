@@ -2,10 +2,12 @@
 //! around [`targets`], so that `cargo test` here replays the seed corpus through the
 //! same checks on a stable toolchain, without libFuzzer.
 //!
-//! The code under test comes from `wasm-cni-pure` (`pure/`), which compiles the
-//! host's pure modules from source; see its crate doc.
+//! The code under test is the protocol crate (`crates/cni`) and the plan crate
+//! (`crates/plan`), as they are.
 
-pub use wasm_cni_pure::{cni, plan, policy, validate};
+pub use cni;
+pub use plan;
+pub use plan::{policy, validate};
 
 pub mod framing;
 pub mod plan_input;

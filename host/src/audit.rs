@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::plan::Intent;
+use plan::Intent;
 
 /// What became of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::cni::request::KEY_VALID_ATTACHMENTS;
-use crate::cni::{Attachment, CniError, ErrorCode};
 use crate::invoke::{self, Outcome};
 use crate::plugins::PluginStore;
 use crate::settings::Settings;
+use cni::request::KEY_VALID_ATTACHMENTS;
+use cni::{Attachment, CniError, ErrorCode};
 
 /// The network named `name` in `conf_dir`: its file and its list form (a
 /// single-plugin `.conf` becomes a list of one, as libcni does). The first file

@@ -22,9 +22,9 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::cni::{CniError, ErrorCode};
 use crate::plugins::{sha256_hex, PluginStore};
-use crate::runtime::{ComponentCache, LoadedFrom, PluginRuntime};
+use cni::{CniError, ErrorCode};
+use runtime::{ComponentCache, LoadedFrom, PluginRuntime};
 
 /// The installed binary's name in the bin directory.
 pub const BINARY_NAME: &str = "wasm-cni";
@@ -427,16 +427,16 @@ fn uninstall_real(bin_dir: &Path, manifest: &Manifest) -> Result<Vec<Action>, Cn
 
 /// The conflist for `net`, as a value and as the text to write.
 pub fn build_conflist(net: &NetworkOptions) -> Result<(Value, String), CniError> {
-    crate::cni::CniVersion::parse(&net.cni_version)
+    cni::CniVersion::parse(&net.cni_version)
         .map_err(|_| bad_value(format!("unsupported --cni-version {:?}", net.cni_version)))?;
-    if crate::cni::request::validate_network_name(&net.name).is_err() {
+    if cni::request::validate_network_name(&net.name).is_err() {
         return Err(bad_value(format!(
             "invalid network name {:?}: letters, digits, '_', '.', '-', starting with a \
              letter or digit",
             net.name
         )));
     }
-    crate::cni::request::validate_interface_name(&net.bridge)
+    cni::request::validate_interface_name(&net.bridge)
         .map_err(|e| bad_value(format!("invalid bridge name {:?}: {}", net.bridge, e.msg)))?;
     let file_ok = net.file_name.ends_with(".conflist")
         && !net.file_name.contains('/')

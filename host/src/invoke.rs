@@ -8,24 +8,24 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::apply::applier::{apply_best_effort, Kernel, MasqDoors, Transaction};
-use crate::apply::netlink::NetError;
-use crate::apply::netns::NetnsHandle;
-use crate::apply::rtnl::RtNetlink;
 use crate::audit::{self, AuditTrail};
-use crate::cni::{self, CniError, CniResult, CniVersion, Command, ErrorCode, Invocation, Request};
 use crate::ipam::IpamDelegate;
-use crate::plan::{Intent, MasqRuleFacts, ObservedLink, ObservedRoute, Side};
 use crate::plugins::{ComponentSource, PluginStore};
-use crate::policy::{Grant, Policy};
-use crate::runtime::Limits;
-use crate::runtime::{
-    ComponentCache, GuestCommand, GuestLogLevel, GuestRequest, HostServices, PluginRuntime,
-    Prefetch,
-};
+use crate::prefetch::Prefetch;
 use crate::settings::Settings;
-use crate::timing;
-use crate::validate;
+use cni::{self, CniError, CniResult, CniVersion, Command, ErrorCode, Invocation, Request};
+use kernel::applier::{apply_best_effort, Kernel, MasqDoors, Transaction};
+use kernel::netlink::NetError;
+use kernel::netns::NetnsHandle;
+use kernel::rtnl::RtNetlink;
+use plan::policy::{Grant, Policy};
+use plan::validate;
+use plan::{Intent, MasqRuleFacts, ObservedLink, ObservedRoute, Side};
+use runtime::Limits;
+use runtime::{
+    ComponentCache, GuestCommand, GuestLogLevel, GuestRequest, HostServices, PluginRuntime,
+};
+use timing;
 
 /// What the process should do with an invocation's outcome.
 #[derive(Debug)]
@@ -310,7 +310,7 @@ fn open_kernel(container_ns: Option<&NetnsHandle>) -> Result<Kernel, CniError> {
     let container = match container_ns {
         Some(ns) => Some(Box::new(
             RtNetlink::open(ns).map_err(|e| io("the container namespace", e))?,
-        ) as Box<dyn crate::apply::netlink::Netlink>),
+        ) as Box<dyn kernel::netlink::Netlink>),
         None => None,
     };
     Ok(Kernel {
@@ -361,7 +361,7 @@ pub fn plan_only(
 fn grant_origin(grant: &Grant) -> String {
     match (
         grant.intents.is_empty(),
-        crate::policy::builtin_grant(grant.matcher.name.as_deref().unwrap_or("")),
+        plan::policy::builtin_grant(grant.matcher.name.as_deref().unwrap_or("")),
     ) {
         (true, _) => "none".to_string(),
         (false, Some(b)) if b == *grant => "built-in".to_string(),
@@ -386,7 +386,7 @@ fn serve(
         let _t = timing::phase("policy");
         Policy::load(&settings.policy_file)?
     };
-    let grant = Policy::grant_for(policy.as_ref(), &source);
+    let grant = Policy::grant_for(policy.as_ref(), &source.subject());
     let limits = grant.limits.apply(&settings.limits);
     let t_netns = timing::phase("open-netns");
     let container_ns = open_container_ns(request)?;
@@ -493,7 +493,7 @@ fn serve(
     // happen in a child after this process has exited (see `reaper`).
     let t = timing::phase("teardown:kernel");
     if dry_run.is_none() {
-        crate::reaper::finish();
+        kernel::reaper::finish();
     }
     drop(kernel);
     drop(t);
@@ -638,7 +638,7 @@ fn plan_and_apply(ctx: &PlanContext<'_>) -> Result<Option<String>, CniError> {
 
 /// Apply a validated plan and let the guest build the result.
 fn apply_and_finish(
-    instance: &mut crate::runtime::PluginInstance,
+    instance: &mut runtime::PluginInstance,
     ctx: &PlanContext<'_>,
     intents: &[Intent],
     ipam_results: &[CniResult],

@@ -16,12 +16,11 @@ use std::sync::{Arc, Mutex};
 use nix::fcntl::{Flock, FlockArg};
 use wasmtime::component::Component;
 
-use crate::cni::{self, CniError, CniResult, Command, ErrorCode, Request};
 use crate::plugins::PluginStore;
-use crate::runtime::{
-    ComponentCache, GuestCommand, GuestRequest, NoServices, PluginRuntime, Prefetch,
-};
+use crate::prefetch::Prefetch;
 use crate::settings::Settings;
+use cni::{self, CniError, CniResult, Command, ErrorCode, Request};
+use runtime::{ComponentCache, GuestCommand, GuestRequest, NoServices, PluginRuntime};
 
 /// host-local's default `dataDir`.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
@@ -92,7 +91,7 @@ impl IpamDelegate {
 
     /// Run IPAM `command`.
     pub fn run(&self, command: GuestCommand) -> Result<Option<CniResult>, CniError> {
-        let _t = crate::timing::phase("ipam");
+        let _t = timing::phase("ipam");
         let Some(ipam_type) = self.request.config.ipam_type.as_deref() else {
             return Err(CniError::new(
                 ErrorCode::InvalidNetworkConfig,
@@ -125,7 +124,7 @@ impl IpamDelegate {
         command: GuestCommand,
     ) -> Result<Option<CniResult>, CniError> {
         let cache = ComponentCache::new(&self.settings.cache_dir);
-        let t = crate::timing::phase("ipam:load");
+        let t = timing::phase("ipam:load");
         let prefetched = self
             .prefetch
             .as_ref()
@@ -163,7 +162,7 @@ impl IpamDelegate {
             (Some(lock_dir(&dir)?), None)
         };
         let dir = scratch.as_ref().map_or(dir.clone(), |s| s.path.clone());
-        let t = crate::timing::phase("ipam:instantiate");
+        let t = timing::phase("ipam:instantiate");
         let mut instance = self.runtime.instantiate_ipam(
             component,
             Box::new(NoServices),
@@ -171,7 +170,7 @@ impl IpamDelegate {
             &dir,
         )?;
         drop(t);
-        let _t = crate::timing::phase("ipam:guest");
+        let _t = timing::phase("ipam:guest");
         let mut req = self.guest_request.clone();
         req.command = command;
         // The reference creates reservation files 0600; a guest cannot choose a

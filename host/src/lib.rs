@@ -1,23 +1,18 @@
-//! wasm-cni: CNI plugins as WebAssembly components.
+//! wasm-cni, the binary's own room: one invocation strung together from the
+//! crates below it, and the node's tools.
 //!
-//! The arrows point one way: `cni` (protocol) -> `runtime` (the guest plans) ->
-//! `validate` (the plan against the rules) -> `apply` (netlink, journal,
-//! rollback). `invoke` strings them together for one invocation; `main` is the only
-//! place that touches stdout and the exit status.
+//! The arrows point one way: `cni` (protocol) -> `plan` (intents, policy,
+//! validation) -> `kernel` (netlink, nftables, journal, rollback), with
+//! `runtime` (wasmtime) beside `kernel`, both used only from here. `invoke`
+//! strings them together for one invocation; `main` is the only place that
+//! touches stdout and the exit status.
 
-pub mod apply;
 pub mod audit;
-pub mod cni;
 pub mod conflist;
 pub mod inspect;
 pub mod install;
 pub mod invoke;
 pub mod ipam;
-pub mod plan;
 pub mod plugins;
-pub mod policy;
-pub mod reaper;
-pub mod runtime;
+pub mod prefetch;
 pub mod settings;
-pub mod timing;
-pub mod validate;

@@ -12,12 +12,12 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
-use wasm_cni::cni::{CniError, CniVersion, ErrorCode, SUPPORTED_VERSIONS};
+use cni::{CniError, CniVersion, ErrorCode, SUPPORTED_VERSIONS};
+use plan::policy::Policy;
+use runtime::{ComponentCache, PluginRuntime};
 use wasm_cni::install::{InstallOptions, NetworkOptions};
 use wasm_cni::invoke::{self, Outcome};
 use wasm_cni::plugins::{Origin, PluginStore};
-use wasm_cni::policy::Policy;
-use wasm_cni::runtime::{ComponentCache, PluginRuntime};
 use wasm_cni::settings::{LogFormat, Settings};
 
 fn main() -> ExitCode {
@@ -75,18 +75,18 @@ fn init_logging(settings: &Settings) {
 fn cni_main(invoked_as: Option<&str>, env: &BTreeMap<String, String>) -> ExitCode {
     let started = Instant::now();
     if env.get("WASM_CNI_TIMINGS").is_some_and(|v| v == "1") {
-        wasm_cni::timing::enable();
+        timing::enable();
     }
     let code = serve_cni(invoked_as, env);
-    if wasm_cni::timing::enabled() {
+    if timing::enabled() {
         let total = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        eprintln!("wasm-cni timings {}", wasm_cni::timing::report(total));
+        eprintln!("wasm-cni timings {}", timing::report(total));
     }
     code
 }
 
 fn serve_cni(invoked_as: Option<&str>, env: &BTreeMap<String, String>) -> ExitCode {
-    let t_settings = wasm_cni::timing::phase("settings");
+    let t_settings = timing::phase("settings");
     let settings = match load_settings(env) {
         Ok(s) => s,
         Err(e) => {

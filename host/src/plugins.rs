@@ -9,11 +9,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::cni::{CniError, ErrorCode};
-
-pub(crate) mod bundled {
-    include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
-}
+use cni::{CniError, ErrorCode};
+use plan::policy::Subject;
 
 /// Where a component was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +49,15 @@ impl ComponentSource {
             bytes: Cow::Borrowed(bytes),
             sha256: sha256.to_string(),
             origin: Origin::Bundled,
+        }
+    }
+
+    /// Who the policy looks up a grant for.
+    pub fn subject(&self) -> Subject<'_> {
+        Subject {
+            name: &self.name,
+            sha256: &self.sha256,
+            bundled: self.origin == Origin::Bundled,
         }
     }
 
@@ -174,7 +180,7 @@ impl PluginStore {
 
 /// Names of the bundled plugins.
 pub fn bundled_names() -> Vec<&'static str> {
-    bundled::BUNDLED.iter().map(|(n, _, _)| *n).collect()
+    bundled::names().collect()
 }
 
 /// A component name is a plugin type: it must never reach outside the plugin

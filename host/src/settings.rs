@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::cni::{CniError, ErrorCode};
-use crate::runtime::Limits;
+use cni::{CniError, ErrorCode};
+use runtime::Limits;
 
 /// The settings file read when `WASM_CNI_CONFIG` is not set.
 pub const DEFAULT_SETTINGS_PATH: &str = "/etc/wasm-cni/config.json";
@@ -52,7 +52,7 @@ impl Default for Settings {
                 PathBuf::from("/run/cni/networks"),
                 PathBuf::from("/var/run/cni/networks"),
             ],
-            policy_file: PathBuf::from(crate::policy::DEFAULT_POLICY_PATH),
+            policy_file: PathBuf::from(plan::policy::DEFAULT_POLICY_PATH),
             audit_log: None,
         }
     }

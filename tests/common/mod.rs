@@ -279,7 +279,7 @@ impl Host {
 
     /// Install a test guest from `guest-plugins/testing` under `name`.
     pub fn install_test_guest(&self, guest: &str, name: &str) {
-        let from = Path::new(env!("WASM_CNI_TEST_GUESTS")).join(format!("{guest}.wasm"));
+        let from = Path::new(bundled::TEST_GUESTS).join(format!("{guest}.wasm"));
         std::fs::copy(&from, self.plugins.path().join(format!("{name}.wasm")))
             .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
     }

@@ -39,7 +39,7 @@ use super::nft::{
     NFPROTO_IPV4, NFPROTO_IPV6, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_GOTO, NFT_META_NFPROTO,
     NFT_PAYLOAD_NETWORK_HEADER, NFT_RETURN,
 };
-use crate::plan::AttachmentKey;
+use plan::AttachmentKey;
 
 /// A masquerade operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -1199,7 +1199,7 @@ mod tests {
 
     use serde_json::{json, Value};
 
-    use crate::apply::nft::{
+    use crate::nft::{
         nest, put_attr, put_str, udata_comment, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS,
         NFTA_RULE_HANDLE, NFTA_RULE_TABLE, NFTA_RULE_USERDATA,
     };

@@ -8,8 +8,8 @@ use ipnet::IpNet;
 
 use super::bindings as wit;
 use super::{GuestCommand, GuestRequest};
-use crate::cni::{CniResult, Dns, Interface, IpConfig, Route};
-use crate::plan::{
+use cni::{CniResult, Dns, Interface, IpConfig, Route};
+use plan::{
     AttachmentKey, Intent, LinkRef, Mac, MasqBackend, MasqRuleFacts, ObservedLink, ObservedRoute,
     RouteIntent, Side,
 };

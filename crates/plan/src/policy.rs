@@ -11,8 +11,7 @@ use std::path::Path;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
-use crate::cni::{CniError, ErrorCode};
-use crate::plugins::{ComponentSource, Origin};
+use cni::{CniError, ErrorCode};
 
 /// The policy file read when the settings name none.
 pub const DEFAULT_POLICY_PATH: &str = "/etc/wasm-cni/policy.json";
@@ -166,7 +165,7 @@ pub struct LimitOverrides {
 
 impl LimitOverrides {
     /// `base` with these overrides applied.
-    pub fn apply(&self, base: &crate::runtime::Limits) -> crate::runtime::Limits {
+    pub fn apply(&self, base: &crate::Limits) -> crate::Limits {
         let mut l = base.clone();
         if let Some(ms) = self.deadline_ms {
             l.deadline = std::time::Duration::from_millis(ms);
@@ -179,6 +178,17 @@ impl LimitOverrides {
         }
         l
     }
+}
+
+/// The component a grant is looked up for: its name (the plugin type), its
+/// digest, and whether it is one of the components bundled into the binary
+/// (only those get a built-in grant; an installed file of the same name does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subject<'a> {
+    pub name: &'a str,
+    /// Lowercase hex sha256 of the component's bytes.
+    pub sha256: &'a str,
+    pub bundled: bool,
 }
 
 /// What one plugin may do.
@@ -323,7 +333,7 @@ impl Policy {
 
     /// The grant for a component: the first matching grant of the file, else the
     /// built-in grant of a bundled plugin, else nothing.
-    pub fn grant_for(policy: Option<&Policy>, source: &ComponentSource) -> Grant {
+    pub fn grant_for(policy: Option<&Policy>, source: &Subject<'_>) -> Grant {
         let file_grant = policy.and_then(|p| {
             p.plugins.iter().find(|g| {
                 let m = &g.matcher;
@@ -335,8 +345,8 @@ impl Policy {
         if let Some(g) = file_grant {
             return g.clone();
         }
-        if source.origin == Origin::Bundled {
-            if let Some(g) = builtin_grant(&source.name) {
+        if source.bundled {
+            if let Some(g) = builtin_grant(source.name) {
                 return g;
             }
         }
@@ -396,7 +406,6 @@ pub fn builtin_grant(name: &str) -> Option<Grant> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::borrow::Cow;
 
     #[test]
     fn errors_name_line_and_key() {
@@ -424,12 +433,14 @@ mod tests {
         assert!(e.path.contains("cidrs[0]"), "{e}");
     }
 
-    fn source(name: &str, origin: Origin) -> ComponentSource {
-        ComponentSource {
-            name: name.into(),
-            bytes: Cow::Borrowed(b""),
-            sha256: "ab".repeat(32),
-            origin,
+    const AB: &str = "abababababababababababababababababababababababababababababababab";
+    const CD: &str = "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd";
+
+    fn source(name: &str, bundled: bool) -> Subject<'_> {
+        Subject {
+            name,
+            sha256: AB,
+            bundled,
         }
     }
 
@@ -443,17 +454,17 @@ mod tests {
             "AB".repeat(32)
         ))
         .expect("parses");
-        let g = Policy::grant_for(Some(&p), &source("tenant", Origin::File("/x".into())));
+        let g = Policy::grant_for(Some(&p), &source("tenant", false));
         assert!(g.allows_kind("set-link-up"));
-        let mut other = source("tenant", Origin::File("/x".into()));
-        other.sha256 = "cd".repeat(32);
+        let mut other = source("tenant", false);
+        other.sha256 = CD;
         assert_eq!(Policy::grant_for(Some(&p), &other).intents, vec![]);
         // A file grant replaces the built-in one.
-        let b = Policy::grant_for(Some(&p), &source("bridge", Origin::Bundled));
+        let b = Policy::grant_for(Some(&p), &source("bridge", true));
         assert!(b.allows_kind("create-veth") && !b.allows_kind("masquerade"));
         // No file: bundled plugins get their built-in grant, others nothing.
-        assert!(Policy::grant_for(None, &source("bridge", Origin::Bundled)).masquerade);
-        let installed = Policy::grant_for(None, &source("bridge", Origin::File("/x".into())));
+        assert!(Policy::grant_for(None, &source("bridge", true)).masquerade);
+        let installed = Policy::grant_for(None, &source("bridge", false));
         assert!(
             installed.intents.is_empty(),
             "an installed file is not the bundled bridge"

@@ -8,9 +8,9 @@ use std::thread::JoinHandle;
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-use super::ComponentCache;
-use crate::cni::CniError;
 use crate::plugins::PluginStore;
+use cni::CniError;
+use runtime::ComponentCache;
 
 /// The loading thread, then what it loaded.
 enum State {
@@ -95,11 +95,12 @@ mod tests {
     #[test]
     fn the_ipam_component_is_loaded_once_for_its_name_only() {
         let dir = std::env::temp_dir().join(format!("wcni-prefetch-{}", std::process::id()));
-        let engine = Engine::new(&super::super::engine_config()).expect("engine");
+        let runtime = runtime::PluginRuntime::new().expect("engine");
+        let engine = runtime.engine();
         let store = PluginStore::new(&dir);
         let cache = ComponentCache::new(&dir);
         let p = Prefetch::ipam(
-            &engine,
+            engine,
             cache.clone(),
             store.clone(),
             Some("host-local"),
@@ -107,7 +108,7 @@ mod tests {
         );
         assert!(p.component("loopback").is_none(), "another name");
         let loaded = p.component("host-local").expect("loaded").expect("valid");
-        assert!(loaded.component_type().imports(&engine).count() > 0);
+        assert!(loaded.component_type().imports(engine).count() > 0);
         assert!(p.component("host-local").is_none(), "handed out once");
         // An IPAM plugin invoked directly, no IPAM, a native IPAM: nothing.
         for (ipam, plugin) in [
@@ -115,7 +116,7 @@ mod tests {
             (None, "bridge"),
             (Some("dhcp"), "bridge"),
         ] {
-            let p = Prefetch::ipam(&engine, cache.clone(), store.clone(), ipam, plugin);
+            let p = Prefetch::ipam(engine, cache.clone(), store.clone(), ipam, plugin);
             assert!(p.component(ipam.unwrap_or("host-local")).is_none());
         }
         let _ = std::fs::remove_dir_all(&dir);

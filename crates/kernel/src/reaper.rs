@@ -23,7 +23,7 @@
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Mutex;
 
-use crate::apply::netlink::RetiredLink;
+use crate::netlink::RetiredLink;
 
 /// Links DEL took out of service, to delete once this process has exited.
 static RETIRED: Mutex<Vec<RetiredLink>> = Mutex::new(Vec::new());
@@ -74,7 +74,7 @@ fn delete_links(requests: &[(RawFd, [u8; 32])]) {
 /// made, the links are deleted here and the sockets close here (the waits
 /// then happen here, as they would anyway).
 pub fn finish() {
-    let mut keep = crate::apply::sockets_with_pending_work();
+    let mut keep = crate::sockets_with_pending_work();
     let retired = std::mem::take(
         &mut *RETIRED
             .lock()

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-use crate::cni::{CniError, ErrorCode};
+use cni::{CniError, ErrorCode};
 
 /// Where a component came from on this load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

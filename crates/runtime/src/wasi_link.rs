@@ -185,7 +185,7 @@ fn add_bounded_clock<T: WasiView>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::{bindings, engine_config, ipam_bindings, GuestState};
+    use crate::{bindings, engine_config, ipam_bindings, GuestState};
 
     /// Every bundled component instantiates against a linker holding only the
     /// WASI interfaces it imports (checked by `instantiate_pre`), none of them
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn bundled_components_link_with_their_imports_only() {
         let engine = Engine::new(&engine_config()).expect("engine");
-        for (name, bytes, _) in crate::plugins::bundled::BUNDLED {
+        for (name, bytes, _) in bundled::BUNDLED {
             let component = Component::new(&engine, bytes).expect("compile");
             let wasi = imported_wasi(&engine, &component);
             assert!(

@@ -19,8 +19,9 @@ const TARGET: &str = "wasm32-wasip2";
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let root = manifest_dir
-        .parent()
-        .expect("host/ lives in the workspace root");
+        .ancestors()
+        .nth(2)
+        .expect("crates/bundled/ lives two levels below the workspace root");
     let guests = root.join("guest-plugins");
     let wit = root.join("wit");
     println!("cargo:rerun-if-changed={}", wit.display());

@@ -1192,7 +1192,7 @@ mod tests {
     use super::super::netns::run_in_netns;
     use super::super::netns::tests::test_netns;
     use super::*;
-    use crate::apply::netlink::{RT_SCOPE_LINK, RT_SCOPE_UNIVERSE};
+    use crate::netlink::{RT_SCOPE_LINK, RT_SCOPE_UNIVERSE};
     use std::process::Command;
 
     fn net(s: &str) -> IpNet {

@@ -15,9 +15,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::cni::{CniError, CniResult, ErrorCode};
-use crate::plan::{Intent, LinkRef, Side};
 use crate::policy::Grant;
+use crate::{Intent, LinkRef, Side};
+use cni::{CniError, CniResult, ErrorCode};
 
 /// Linux's IFNAMSIZ minus the terminating NUL.
 pub const MAX_IFNAME_LEN: usize = 15;
@@ -369,8 +369,8 @@ fn check_link(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::RouteIntent;
     use crate::policy::builtin_grant;
+    use crate::RouteIntent;
 
     fn grant() -> &'static Grant {
         static GRANT: std::sync::OnceLock<Grant> = std::sync::OnceLock::new();
@@ -557,7 +557,7 @@ mod tests {
 
     #[test]
     fn masquerade_only_own_addresses_and_when_granted() {
-        let key = crate::plan::AttachmentKey {
+        let key = crate::AttachmentKey {
             network: "net".into(),
             container_id: "ctr".into(),
             ifname: "eth0".into(),
@@ -565,7 +565,7 @@ mod tests {
         let masq = |src: &str| Intent::Masquerade {
             source: src.parse().expect("cidr"),
             key: key.clone(),
-            backend: crate::plan::MasqBackend::Nftables,
+            backend: crate::MasqBackend::Nftables,
         };
         validate_plan(&[masq("10.22.0.5/16")], &inv()).expect("own address");
         let e = validate_plan(&[masq("10.99.0.0/16")], &inv()).expect_err("foreign subnet");

@@ -1,5 +1,5 @@
 //! The generated bindings stay private: the rest of the host sees only the domain
-//! types of `crate::plan` and `crate::cni`, converted in `convert`.
+//! types of `plan` and `cni`, converted in `convert`.
 
 use wasmtime::component::{HasSelf, Linker};
 
@@ -7,7 +7,7 @@ use super::{convert, GuestCommand, GuestLogLevel, GuestState};
 
 wasmtime::component::bindgen!({
     world: "cni-plugin",
-    path: "../wit",
+    path: "../../wit",
 });
 
 pub(crate) use wasm_cni::plugin::types::*;

@@ -15,7 +15,7 @@ use super::masq::{masquerade_for, MasqError, Masquerade};
 use super::netlink::{NetError, Netlink, RouteSpec};
 use super::netns::NetnsHandle;
 use super::spoofcheck::{open_spoof_check, SpoofCheck};
-use crate::plan::{
+use plan::{
     AttachmentKey, Intent, MasqBackend, MasqRuleFacts, ObservedLink, ObservedRoute, RouteIntent,
     Side,
 };
@@ -140,7 +140,7 @@ impl Kernel {
             name: facts.name,
             index: facts.index,
             kind: facts.kind,
-            mac: facts.mac.map(crate::plan::Mac),
+            mac: facts.mac.map(plan::Mac),
             mtu: facts.mtu,
             admin_up: facts.admin_up,
             oper_up: facts.oper_up,
@@ -269,7 +269,7 @@ impl Transaction {
     pub fn apply_all(&mut self, intents: &[Intent]) -> Result<(), ApplyError> {
         let mut kernel = lock(&self.kernel);
         for (index, intent) in intents.iter().enumerate() {
-            let _t = crate::timing::phase(format!("apply:{}", intent.kind()));
+            let _t = timing::phase(format!("apply:{}", intent.kind()));
             apply_one(&mut kernel, intent, &mut self.journal).map_err(|source| ApplyError {
                 index,
                 kind: intent.kind(),
@@ -714,10 +714,10 @@ pub fn apply_best_effort(kernel: &mut Kernel, intents: &[Intent]) -> Vec<ApplyEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::fake::RecordingNetlink;
-    use crate::apply::masq::MasqRule;
-    use crate::plan::LinkRef;
+    use crate::fake::RecordingNetlink;
+    use crate::masq::MasqRule;
     use nix::errno::Errno;
+    use plan::LinkRef;
     use std::sync::Arc;
 
     /// Masquerade rules in memory, shared with the test through an `Arc`.

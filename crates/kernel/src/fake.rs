@@ -1068,7 +1068,7 @@ mod tests {
             .iter()
             .find(|r| r.dst == net("10.1.0.0/24"))
             .expect("dev route");
-        assert_eq!(dev_route.scope, crate::apply::netlink::RT_SCOPE_LINK);
+        assert_eq!(dev_route.scope, crate::netlink::RT_SCOPE_LINK);
         // A wildcard delete removes one match at a time.
         nl.del_route(&RouteSpec::new(net("0.0.0.0/0")))
             .expect("del");

@@ -405,10 +405,10 @@ fn spoof_error(op: &'static str, attachment: &str, e: NftError) -> NetError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::netns::tests::test_netns;
-    use crate::apply::netns::{run_in_netns, NetnsHandle};
-    use crate::apply::rtnl::RtNetlink;
-    use crate::apply::Netlink;
+    use crate::netns::tests::test_netns;
+    use crate::netns::{run_in_netns, NetnsHandle};
+    use crate::rtnl::RtNetlink;
+    use crate::Netlink;
 
     use std::io::Write as _;
     use std::os::fd::{AsFd, AsRawFd};

@@ -7,12 +7,10 @@ mod cache;
 mod convert;
 mod ipam_bindings;
 mod limits;
-mod prefetch;
 mod wasi_link;
 
 pub use cache::{ComponentCache, LoadedFrom};
 pub use limits::Limits;
-pub use prefetch::Prefetch;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -23,9 +21,9 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
-use crate::cni::{CniError, CniResult, ErrorCode};
-use crate::plan::{Intent, MasqRuleFacts, ObservedLink, ObservedRoute, Side};
+use cni::{CniError, CniResult, ErrorCode};
 use limits::GuestLimiter;
+use plan::{Intent, MasqRuleFacts, ObservedLink, ObservedRoute, Side};
 
 /// How often the epoch ticker advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -154,7 +152,7 @@ fn engine_config() -> Config {
 impl PluginRuntime {
     /// The engine; cheap (no compilation happens here).
     pub fn new() -> Result<Self, CniError> {
-        let _t = crate::timing::phase("engine:new");
+        let _t = timing::phase("engine:new");
         let engine = Engine::new(&engine_config())
             .map_err(|e| internal(format!("cannot create the wasm engine: {e}")))?;
         start_epoch_ticker(&engine);
@@ -164,7 +162,7 @@ impl PluginRuntime {
     /// A linker for `component`: the WASI interfaces it imports and the host
     /// interface of its world.
     fn linker(&self, component: &Component, world: World) -> Result<Linker<GuestState>, CniError> {
-        let _t = crate::timing::phase(match world {
+        let _t = timing::phase(match world {
             World::Plugin => "instantiate:linker",
             World::Ipam => "ipam:linker",
         });

@@ -6,7 +6,7 @@ use super::{GuestLogLevel, GuestState};
 
 wasmtime::component::bindgen!({
     world: "ipam-plugin",
-    path: "../wit",
+    path: "../../wit",
     with: {
         "wasm-cni:plugin/types": super::bindings::wasm_cni::plugin::types,
     },

@@ -15,6 +15,7 @@ pub mod masq;
 pub mod netlink;
 pub mod netns;
 mod nft;
+pub mod reaper;
 pub mod rtnl;
 pub mod spoofcheck;
 
