@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use plan::policy::INTENT_KINDS;
+use plan::IntentKind;
 
 use serde_json::json;
 
@@ -25,7 +25,7 @@ fn settings_file() -> &'static str {
                 &policy,
                 json!({"plugins": [{
                     "match": {"name": "hostile"},
-                    "intents": INTENT_KINDS,
+                    "intents": IntentKind::ALL,
                     "bridges": ["wcni*"],
                     "cidrs": ["10.123.0.0/24"],
                     "masquerade": true,

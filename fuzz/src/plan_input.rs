@@ -17,10 +17,10 @@ use arbitrary::{Arbitrary, Unstructured};
 use ipnet::IpNet;
 
 use crate::cni::{CniResult, IpConfig};
-use crate::plan::{AttachmentKey, Intent, LinkRef, Mac, MasqBackend, RouteIntent, Side};
-use crate::policy::{
-    Grant, IntentKind, NamePattern, SysctlPattern, INTENT_KINDS, SYSCTL_ALLOW_LIST,
+use crate::plan::{
+    AttachmentKey, Intent, IntentKind, LinkRef, Mac, MasqBackend, RouteIntent, Side,
 };
+use crate::policy::{Grant, NamePattern, SysctlPattern, SYSCTL_ALLOW_LIST};
 use crate::validate::{ContainerNs, Invocation};
 
 /// Names with a meaning of their own for the validator, or just past an edge.
@@ -151,7 +151,8 @@ pub struct InvInput {
 /// A [`Grant`], with only values a policy file may hold.
 #[derive(Debug, Clone, PartialEq, Eq, Arbitrary)]
 pub struct GrantInput {
-    /// The intent kinds: all, or bit `i` for [`INTENT_KINDS`]`[i]`.
+    /// The intent kinds: all, or bit `d` for the [`IntentKind`] whose
+    /// discriminant is `d`.
     pub intents: Option<u32>,
     /// Bridge patterns, from [`PATTERN_TABLE`].
     pub bridges: Vec<u8>,
@@ -258,8 +259,11 @@ pub enum SysctlKeyInput {
     },
 }
 
-/// One intent; mirrors [`Intent`] variant for variant.
-#[derive(Debug, Clone, PartialEq, Eq, Arbitrary)]
+/// One intent; mirrors [`Intent`] variant for variant. Its encoding starts with
+/// the kind's discriminant ([`IntentKind`], one byte), which never changes when
+/// kinds are added, so the committed corpus keeps its meaning; a byte that is no
+/// kind's discriminant is not an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IntentInput {
     EnsureBridge {
         name: NameInput,
@@ -355,6 +359,151 @@ pub enum IntentInput {
         container_id: InvField,
         ifname: InvField,
     },
+    EnsureHostVeth {
+        name: NameInput,
+        peer: NameInput,
+        mtu: Option<u32>,
+    },
+}
+
+impl IntentInput {
+    /// The kind of intent this describes.
+    pub fn kind(&self) -> IntentKind {
+        match self {
+            IntentInput::EnsureBridge { .. } => IntentKind::EnsureBridge,
+            IntentInput::CreateVeth { .. } => IntentKind::CreateVeth,
+            IntentInput::DeleteLink { .. } => IntentKind::DeleteLink,
+            IntentInput::SetLinkUp { .. } => IntentKind::SetLinkUp,
+            IntentInput::SetLinkDown { .. } => IntentKind::SetLinkDown,
+            IntentInput::SetMtu { .. } => IntentKind::SetMtu,
+            IntentInput::SetMac { .. } => IntentKind::SetMac,
+            IntentInput::AttachPort { .. } => IntentKind::AttachPort,
+            IntentInput::FlushPortVlans { .. } => IntentKind::FlushPortVlans,
+            IntentInput::AddPortVlan { .. } => IntentKind::AddPortVlan,
+            IntentInput::AddAddress { .. } => IntentKind::AddAddress,
+            IntentInput::DeleteAddress { .. } => IntentKind::DeleteAddress,
+            IntentInput::AddRoute { .. } => IntentKind::AddRoute,
+            IntentInput::SetSysctl { .. } => IntentKind::SetSysctl,
+            IntentInput::Masquerade { .. } => IntentKind::Masquerade,
+            IntentInput::Unmasquerade { .. } => IntentKind::Unmasquerade,
+            IntentInput::GcMasquerade { .. } => IntentKind::GcMasquerade,
+            IntentInput::WaitOperUp { .. } => IntentKind::WaitOperUp,
+            IntentInput::WaitAddressesSettled { .. } => IntentKind::WaitAddressesSettled,
+            IntentInput::SpoofCheck { .. } => IntentKind::SpoofCheck,
+            IntentInput::UnspoofCheck { .. } => IntentKind::UnspoofCheck,
+            IntentInput::EnsureHostVeth { .. } => IntentKind::EnsureHostVeth,
+        }
+    }
+}
+
+impl<'a> Arbitrary<'a> for IntentInput {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let byte = u8::arbitrary(u)?;
+        let kind = IntentKind::ALL
+            .get(usize::from(byte))
+            .ok_or(arbitrary::Error::IncorrectFormat)?;
+        Ok(match kind {
+            IntentKind::EnsureBridge => IntentInput::EnsureBridge {
+                name: u.arbitrary()?,
+                mtu: u.arbitrary()?,
+                vlan_filtering: u.arbitrary()?,
+                promisc: u.arbitrary()?,
+            },
+            IntentKind::CreateVeth => IntentInput::CreateVeth {
+                name: u.arbitrary()?,
+                peer: u.arbitrary()?,
+                mtu: u.arbitrary()?,
+                mac: u.arbitrary()?,
+            },
+            IntentKind::DeleteLink => IntentInput::DeleteLink {
+                link: u.arbitrary()?,
+            },
+            IntentKind::SetLinkUp => IntentInput::SetLinkUp {
+                link: u.arbitrary()?,
+            },
+            IntentKind::SetLinkDown => IntentInput::SetLinkDown {
+                link: u.arbitrary()?,
+            },
+            IntentKind::SetMtu => IntentInput::SetMtu {
+                link: u.arbitrary()?,
+                mtu: u.arbitrary()?,
+            },
+            IntentKind::SetMac => IntentInput::SetMac {
+                link: u.arbitrary()?,
+                mac: u.arbitrary()?,
+            },
+            IntentKind::AttachPort => IntentInput::AttachPort {
+                port: u.arbitrary()?,
+                master: u.arbitrary()?,
+                hairpin: u.arbitrary()?,
+                isolated: u.arbitrary()?,
+            },
+            IntentKind::FlushPortVlans => IntentInput::FlushPortVlans {
+                port: u.arbitrary()?,
+            },
+            IntentKind::AddPortVlan => IntentInput::AddPortVlan {
+                port: u.arbitrary()?,
+                vid: u.arbitrary()?,
+                pvid: u.arbitrary()?,
+                untagged: u.arbitrary()?,
+            },
+            IntentKind::AddAddress => IntentInput::AddAddress {
+                link: u.arbitrary()?,
+                address: u.arbitrary()?,
+                ensure: u.arbitrary()?,
+            },
+            IntentKind::DeleteAddress => IntentInput::DeleteAddress {
+                link: u.arbitrary()?,
+                address: u.arbitrary()?,
+            },
+            IntentKind::AddRoute => IntentInput::AddRoute {
+                side: u.arbitrary()?,
+                dst: u.arbitrary()?,
+                gw: u.arbitrary()?,
+                dev: u.arbitrary()?,
+                priority: u.arbitrary()?,
+                table: u.arbitrary()?,
+                scope: u.arbitrary()?,
+            },
+            IntentKind::SetSysctl => IntentInput::SetSysctl {
+                side: u.arbitrary()?,
+                key: u.arbitrary()?,
+                value: u.arbitrary()?,
+            },
+            IntentKind::Masquerade => IntentInput::Masquerade {
+                source: u.arbitrary()?,
+                key: u.arbitrary()?,
+                iptables: u.arbitrary()?,
+            },
+            IntentKind::Unmasquerade => IntentInput::Unmasquerade {
+                key: u.arbitrary()?,
+            },
+            IntentKind::GcMasquerade => IntentInput::GcMasquerade {
+                network: u.arbitrary()?,
+            },
+            IntentKind::WaitOperUp => IntentInput::WaitOperUp {
+                link: u.arbitrary()?,
+            },
+            IntentKind::WaitAddressesSettled => IntentInput::WaitAddressesSettled {
+                link: u.arbitrary()?,
+            },
+            IntentKind::SpoofCheck => IntentInput::SpoofCheck {
+                port: u.arbitrary()?,
+                mac: u.arbitrary()?,
+                container_id: u.arbitrary()?,
+                ifname: u.arbitrary()?,
+            },
+            IntentKind::UnspoofCheck => IntentInput::UnspoofCheck {
+                container_id: u.arbitrary()?,
+                ifname: u.arbitrary()?,
+            },
+            IntentKind::EnsureHostVeth => IntentInput::EnsureHostVeth {
+                name: u.arbitrary()?,
+                peer: u.arbitrary()?,
+                mtu: u.arbitrary()?,
+            },
+        })
+    }
 }
 
 /// The invocation a [`PlanInput`] describes, owning its strings.
@@ -416,9 +565,14 @@ impl GrantInput {
                 .collect()
         };
         Grant {
-            intents: masked(INTENT_KINDS, self.intents)
-                .into_iter()
-                .map(IntentKind)
+            // Bit `d` grants the kind whose discriminant is `d`.
+            intents: IntentKind::ALL
+                .iter()
+                .copied()
+                .filter(|k| {
+                    self.intents
+                        .is_none_or(|m| m.checked_shr(*k as u32).is_some_and(|b| b & 1 == 1))
+                })
                 .collect(),
             bridges: patterns(&self.bridges),
             uplinks: patterns(&self.uplinks),
@@ -720,6 +874,11 @@ impl IntentInput {
                 container_id: container_id.resolve(&inv.container_id, &inv.ifname),
                 ifname: ifname.resolve(&inv.ifname, &inv.ifname),
             },
+            IntentInput::EnsureHostVeth { name: n, peer, mtu } => Intent::EnsureHostVeth {
+                name: name(n),
+                peer: name(peer),
+                mtu: *mtu,
+            },
         }
     }
 }
@@ -935,7 +1094,7 @@ impl Encode for SysctlKeyInput {
 
 impl Encode for IntentInput {
     fn encode(&self, out: &mut Vec<u8>) {
-        const COUNT: u32 = 21;
+        (self.kind() as u8).encode(out);
         match self {
             IntentInput::EnsureBridge {
                 name,
@@ -943,7 +1102,6 @@ impl Encode for IntentInput {
                 vlan_filtering,
                 promisc,
             } => {
-                variant(out, 0, COUNT);
                 fields!(out; name, mtu, vlan_filtering, promisc);
             }
             IntentInput::CreateVeth {
@@ -952,27 +1110,21 @@ impl Encode for IntentInput {
                 mtu,
                 mac,
             } => {
-                variant(out, 1, COUNT);
                 fields!(out; name, peer, mtu, mac);
             }
             IntentInput::DeleteLink { link } => {
-                variant(out, 2, COUNT);
                 fields!(out; link);
             }
             IntentInput::SetLinkUp { link } => {
-                variant(out, 3, COUNT);
                 fields!(out; link);
             }
             IntentInput::SetLinkDown { link } => {
-                variant(out, 4, COUNT);
                 fields!(out; link);
             }
             IntentInput::SetMtu { link, mtu } => {
-                variant(out, 5, COUNT);
                 fields!(out; link, mtu);
             }
             IntentInput::SetMac { link, mac } => {
-                variant(out, 6, COUNT);
                 fields!(out; link, mac);
             }
             IntentInput::AttachPort {
@@ -981,11 +1133,9 @@ impl Encode for IntentInput {
                 hairpin,
                 isolated,
             } => {
-                variant(out, 7, COUNT);
                 fields!(out; port, master, hairpin, isolated);
             }
             IntentInput::FlushPortVlans { port } => {
-                variant(out, 8, COUNT);
                 fields!(out; port);
             }
             IntentInput::AddPortVlan {
@@ -994,7 +1144,6 @@ impl Encode for IntentInput {
                 pvid,
                 untagged,
             } => {
-                variant(out, 9, COUNT);
                 fields!(out; port, vid, pvid, untagged);
             }
             IntentInput::AddAddress {
@@ -1002,11 +1151,9 @@ impl Encode for IntentInput {
                 address,
                 ensure,
             } => {
-                variant(out, 10, COUNT);
                 fields!(out; link, address, ensure);
             }
             IntentInput::DeleteAddress { link, address } => {
-                variant(out, 11, COUNT);
                 fields!(out; link, address);
             }
             IntentInput::AddRoute {
@@ -1018,11 +1165,9 @@ impl Encode for IntentInput {
                 table,
                 scope,
             } => {
-                variant(out, 12, COUNT);
                 fields!(out; side, dst, gw, dev, priority, table, scope);
             }
             IntentInput::SetSysctl { side, key, value } => {
-                variant(out, 13, COUNT);
                 fields!(out; side, key, value);
             }
             IntentInput::Masquerade {
@@ -1030,23 +1175,18 @@ impl Encode for IntentInput {
                 key,
                 iptables,
             } => {
-                variant(out, 14, COUNT);
                 fields!(out; source, key, iptables);
             }
             IntentInput::Unmasquerade { key } => {
-                variant(out, 15, COUNT);
                 fields!(out; key);
             }
             IntentInput::GcMasquerade { network } => {
-                variant(out, 16, COUNT);
                 fields!(out; network);
             }
             IntentInput::WaitOperUp { link } => {
-                variant(out, 17, COUNT);
                 fields!(out; link);
             }
             IntentInput::WaitAddressesSettled { link } => {
-                variant(out, 18, COUNT);
                 fields!(out; link);
             }
             IntentInput::SpoofCheck {
@@ -1055,15 +1195,16 @@ impl Encode for IntentInput {
                 container_id,
                 ifname,
             } => {
-                variant(out, 19, COUNT);
                 fields!(out; port, mac, container_id, ifname);
             }
             IntentInput::UnspoofCheck {
                 container_id,
                 ifname,
             } => {
-                variant(out, 20, COUNT);
                 fields!(out; container_id, ifname);
+            }
+            IntentInput::EnsureHostVeth { name, peer, mtu } => {
+                fields!(out; name, peer, mtu);
             }
         }
     }
@@ -1240,6 +1381,22 @@ pub fn seeds() -> Vec<(&'static str, PlanInput)> {
     vec![
         ("empty", plan(inv(NsInput::Present, 0), vec![])),
         ("bridge-add", plan(inv(NsInput::Present, 64), bridge_add())),
+        (
+            "host-veth",
+            plan(
+                inv(NsInput::Present, 8),
+                vec![
+                    IntentInput::EnsureHostVeth {
+                        name: NameInput::Veth,
+                        peer: NameInput::chars("veth1"),
+                        mtu: Some(1500),
+                    },
+                    IntentInput::SetLinkUp {
+                        link: host(NameInput::Veth),
+                    },
+                ],
+            ),
+        ),
         (
             "bridge-add-vlan",
             plan(
@@ -1538,25 +1695,41 @@ mod tests {
         for (_, seed) in seeds() {
             all.extend(seed.intents);
         }
-        let covered: std::collections::BTreeSet<u32> =
-            all.iter().map(|i| i.encode_variant_index()).collect();
-        assert_eq!(covered.len(), 21, "seeds cover every intent kind");
+        let covered: std::collections::BTreeSet<IntentKind> =
+            all.iter().map(IntentInput::kind).collect();
+        assert_eq!(
+            covered.len(),
+            IntentKind::ALL.len(),
+            "seeds cover every intent kind"
+        );
+        // An intent's encoding starts with its kind's discriminant.
+        for intent in &all {
+            let mut out = Vec::new();
+            intent.encode(&mut out);
+            assert_eq!(out[0], intent.kind() as u8, "{intent:?}");
+        }
+        // A byte that is no kind's discriminant is no input.
+        let unknown = [
+            u8::try_from(IntentKind::ALL.len()).expect("few kinds"),
+            0,
+            0,
+        ];
+        assert!(IntentInput::arbitrary(&mut Unstructured::new(&unknown)).is_err());
     }
 
     #[test]
     fn grants_are_ones_a_policy_file_may_hold() {
         let text = serde_json::json!({"plugins": [{
             "match": {"name": "x"},
-            "intents": INTENT_KINDS,
+            "intents": IntentKind::ALL,
             "bridges": PATTERN_TABLE,
             "uplinks": PATTERN_TABLE,
             "sysctls": SYSCTL_ALLOW_LIST,
         }]});
         let policy = crate::policy::Policy::parse(&text.to_string()).expect("a valid policy");
         assert_eq!(policy.plugins[0].bridges.len(), PATTERN_TABLE.len());
-        assert_eq!(
-            INTENT_KINDS.len(),
-            22,
+        assert!(
+            IntentKind::ALL.len() <= 32,
             "GrantInput::intents has a bit per kind"
         );
         assert!(
@@ -1571,10 +1744,7 @@ mod tests {
         .grant();
         assert_eq!(
             g.intents,
-            vec![
-                IntentKind("ensure-bridge".into()),
-                IntentKind("delete-link".into())
-            ]
+            vec![IntentKind::EnsureBridge, IntentKind::DeleteLink]
         );
         assert_eq!(g.sysctls, vec![SysctlPattern(SYSCTL_ALLOW_LIST[1].into())]);
     }
@@ -1602,15 +1772,6 @@ mod tests {
                 !name.starts_with("refused-"),
                 "{name}: {verdict:?}"
             );
-        }
-    }
-
-    impl IntentInput {
-        fn encode_variant_index(&self) -> u32 {
-            let mut out = Vec::new();
-            self.encode(&mut out);
-            let raw = u32::from_le_bytes([out[0], out[1], out[2], out[3]]);
-            u32::try_from((u64::from(raw) * 21) >> 32).expect("below 21")
         }
     }
 }

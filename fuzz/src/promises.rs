@@ -95,7 +95,7 @@ fn check_intent(
     created: &Created<'_>,
 ) -> Result<(), String> {
     let grant = inv.grant;
-    if !grant.intents.iter().any(|k| k.0 == intent.kind()) {
+    if !grant.intents.contains(&intent.kind()) {
         return Err("is of a kind the grant does not give".to_string());
     }
     let uplink_master = match intent {

@@ -552,7 +552,7 @@ fn policy_check(file: &std::path::Path) -> Result<(), CniError> {
                     (None, Some(d)) => format!("sha256:{d}"),
                     (None, None) => "(matches nothing: give a name or a digest)".to_string(),
                 };
-                let kinds: Vec<&str> = g.intents.iter().map(|k| k.0.as_str()).collect();
+                let kinds: Vec<&str> = g.intents.iter().map(|k| k.name()).collect();
                 println!(
                     "  {who}: {}",
                     if kinds.is_empty() {

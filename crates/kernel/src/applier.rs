@@ -16,8 +16,8 @@ use super::netlink::{NetError, Netlink, RouteSpec};
 use super::netns::NetnsHandle;
 use super::spoofcheck::{open_spoof_check, SpoofCheck};
 use plan::{
-    AttachmentKey, Intent, MasqBackend, MasqRuleFacts, ObservedLink, ObservedRoute, RouteIntent,
-    Side,
+    AttachmentKey, Intent, IntentKind, MasqBackend, MasqRuleFacts, ObservedLink, ObservedRoute,
+    RouteIntent, Side,
 };
 
 /// How long a `wait-oper-up` intent may wait for the kernel.
@@ -109,7 +109,7 @@ fn firewall(e: MasqError) -> NetError {
 #[error("intent #{index} ({kind}) failed: {source}")]
 pub struct ApplyError {
     pub index: usize,
-    pub kind: &'static str,
+    pub kind: IntentKind,
     #[source]
     pub source: NetError,
 }

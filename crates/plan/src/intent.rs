@@ -9,6 +9,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::IntentKind;
+
 /// Which network namespace an intent or observation is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -233,31 +235,31 @@ pub enum Intent {
 }
 
 impl Intent {
-    /// The intent's kind as the WIT spells it, for messages, policy and audit.
-    pub fn kind(&self) -> &'static str {
+    /// The intent's kind.
+    pub fn kind(&self) -> IntentKind {
         match self {
-            Intent::EnsureBridge { .. } => "ensure-bridge",
-            Intent::CreateVeth { .. } => "create-veth",
-            Intent::EnsureHostVeth { .. } => "ensure-host-veth",
-            Intent::DeleteLink { .. } => "delete-link",
-            Intent::SetLinkUp { .. } => "set-link-up",
-            Intent::SetLinkDown { .. } => "set-link-down",
-            Intent::SetMtu { .. } => "set-mtu",
-            Intent::SetMac { .. } => "set-mac",
-            Intent::AttachPort { .. } => "attach-port",
-            Intent::FlushPortVlans { .. } => "flush-port-vlans",
-            Intent::AddPortVlan { .. } => "add-port-vlan",
-            Intent::AddAddress { .. } => "add-address",
-            Intent::DeleteAddress { .. } => "delete-address",
-            Intent::AddRoute(_) => "add-route",
-            Intent::SetSysctl { .. } => "set-sysctl",
-            Intent::Masquerade { .. } => "masquerade",
-            Intent::Unmasquerade { .. } => "unmasquerade",
-            Intent::GcMasquerade { .. } => "gc-masquerade",
-            Intent::WaitOperUp { .. } => "wait-oper-up",
-            Intent::WaitAddressesSettled { .. } => "wait-addresses-settled",
-            Intent::SpoofCheck { .. } => "spoof-check",
-            Intent::UnspoofCheck { .. } => "unspoof-check",
+            Intent::EnsureBridge { .. } => IntentKind::EnsureBridge,
+            Intent::CreateVeth { .. } => IntentKind::CreateVeth,
+            Intent::EnsureHostVeth { .. } => IntentKind::EnsureHostVeth,
+            Intent::DeleteLink { .. } => IntentKind::DeleteLink,
+            Intent::SetLinkUp { .. } => IntentKind::SetLinkUp,
+            Intent::SetLinkDown { .. } => IntentKind::SetLinkDown,
+            Intent::SetMtu { .. } => IntentKind::SetMtu,
+            Intent::SetMac { .. } => IntentKind::SetMac,
+            Intent::AttachPort { .. } => IntentKind::AttachPort,
+            Intent::FlushPortVlans { .. } => IntentKind::FlushPortVlans,
+            Intent::AddPortVlan { .. } => IntentKind::AddPortVlan,
+            Intent::AddAddress { .. } => IntentKind::AddAddress,
+            Intent::DeleteAddress { .. } => IntentKind::DeleteAddress,
+            Intent::AddRoute(_) => IntentKind::AddRoute,
+            Intent::SetSysctl { .. } => IntentKind::SetSysctl,
+            Intent::Masquerade { .. } => IntentKind::Masquerade,
+            Intent::Unmasquerade { .. } => IntentKind::Unmasquerade,
+            Intent::GcMasquerade { .. } => IntentKind::GcMasquerade,
+            Intent::WaitOperUp { .. } => IntentKind::WaitOperUp,
+            Intent::WaitAddressesSettled { .. } => IntentKind::WaitAddressesSettled,
+            Intent::SpoofCheck { .. } => IntentKind::SpoofCheck,
+            Intent::UnspoofCheck { .. } => IntentKind::UnspoofCheck,
         }
     }
 
@@ -308,7 +310,7 @@ impl fmt::Display for Intent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match serde_json::to_string(self) {
             Ok(s) => f.write_str(&s),
-            Err(_) => f.write_str(self.kind()),
+            Err(_) => f.write_str(self.kind().name()),
         }
     }
 }
@@ -358,6 +360,110 @@ mod tests {
         }
     }
 
+    /// One intent of `kind`; exhaustive, so a new kind needs a sample here.
+    fn sample(kind: IntentKind) -> Intent {
+        let link = LinkRef::container("eth0");
+        let key = AttachmentKey {
+            network: "net".into(),
+            container_id: "c".into(),
+            ifname: "eth0".into(),
+        };
+        let net: IpNet = "10.0.0.2/24".parse().expect("net");
+        let mac = Mac([2, 0, 0, 0, 0, 1]);
+        match kind {
+            IntentKind::EnsureBridge => Intent::EnsureBridge {
+                name: "cni0".into(),
+                mtu: None,
+                vlan_filtering: false,
+                promisc: false,
+            },
+            IntentKind::CreateVeth => Intent::CreateVeth {
+                name: "eth0".into(),
+                peer: "veth0".into(),
+                mtu: None,
+                mac: None,
+            },
+            IntentKind::EnsureHostVeth => Intent::EnsureHostVeth {
+                name: "veth0".into(),
+                peer: "veth1".into(),
+                mtu: None,
+            },
+            IntentKind::DeleteLink => Intent::DeleteLink { link },
+            IntentKind::SetLinkUp => Intent::SetLinkUp { link },
+            IntentKind::SetLinkDown => Intent::SetLinkDown { link },
+            IntentKind::SetMtu => Intent::SetMtu { link, mtu: 1500 },
+            IntentKind::SetMac => Intent::SetMac { link, mac },
+            IntentKind::AttachPort => Intent::AttachPort {
+                port: "veth0".into(),
+                master: "cni0".into(),
+                hairpin: false,
+                isolated: false,
+            },
+            IntentKind::FlushPortVlans => Intent::FlushPortVlans {
+                port: "veth0".into(),
+            },
+            IntentKind::AddPortVlan => Intent::AddPortVlan {
+                port: "veth0".into(),
+                vid: 1,
+                pvid: true,
+                untagged: true,
+            },
+            IntentKind::AddAddress => Intent::AddAddress {
+                link,
+                address: net,
+                ensure: false,
+            },
+            IntentKind::DeleteAddress => Intent::DeleteAddress { link, address: net },
+            IntentKind::AddRoute => Intent::AddRoute(RouteIntent {
+                side: Side::Container,
+                dst: net,
+                gw: None,
+                dev: None,
+                priority: None,
+                table: None,
+                scope: None,
+            }),
+            IntentKind::SetSysctl => Intent::SetSysctl {
+                side: Side::Host,
+                key: "net/ipv4/ip_forward".into(),
+                value: "1".into(),
+            },
+            IntentKind::Masquerade => Intent::Masquerade {
+                source: net,
+                key,
+                backend: MasqBackend::Nftables,
+            },
+            IntentKind::Unmasquerade => Intent::Unmasquerade { key },
+            IntentKind::GcMasquerade => Intent::GcMasquerade {
+                network: "net".into(),
+            },
+            IntentKind::WaitOperUp => Intent::WaitOperUp { link },
+            IntentKind::WaitAddressesSettled => Intent::WaitAddressesSettled { link },
+            IntentKind::SpoofCheck => Intent::SpoofCheck {
+                port: "veth0".into(),
+                mac,
+                container_id: "c".into(),
+                ifname: "eth0".into(),
+            },
+            IntentKind::UnspoofCheck => Intent::UnspoofCheck {
+                container_id: "c".into(),
+                ifname: "eth0".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn every_kind_is_spelled_once() {
+        for &kind in IntentKind::ALL {
+            let intent = sample(kind);
+            assert_eq!(intent.kind(), kind);
+            // serde's tag (the audit trail's and `wasm-cni plan`'s spelling) is
+            // the kind's name.
+            let json = serde_json::to_value(&intent).expect("serializes");
+            assert_eq!(json["kind"], kind.name(), "{intent}");
+        }
+    }
+
     #[test]
     fn intents_name_their_links() {
         let veth = Intent::CreateVeth {
@@ -370,6 +476,6 @@ mod tests {
             veth.links(),
             vec![LinkRef::container("eth0"), LinkRef::host("veth1234abcd")]
         );
-        assert_eq!(veth.kind(), "create-veth");
+        assert_eq!(veth.kind(), IntentKind::CreateVeth);
     }
 }

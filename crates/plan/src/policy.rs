@@ -13,35 +13,10 @@ use serde::{Deserialize, Deserializer};
 
 use cni::{CniError, ErrorCode};
 
+use crate::IntentKind;
+
 /// The policy file read when the settings name none.
 pub const DEFAULT_POLICY_PATH: &str = "/etc/wasm-cni/policy.json";
-
-/// Every intent kind, as the WIT spells it.
-pub const INTENT_KINDS: &[&str] = &[
-    "ensure-bridge",
-    "create-veth",
-    "delete-link",
-    "set-link-up",
-    "set-link-down",
-    "set-mtu",
-    "set-mac",
-    "attach-port",
-    "flush-port-vlans",
-    "add-port-vlan",
-    "add-address",
-    "delete-address",
-    "add-route",
-    "set-sysctl",
-    "masquerade",
-    "unmasquerade",
-    "gc-masquerade",
-    "wait-oper-up",
-    "wait-addresses-settled",
-    "spoof-check",
-    "unspoof-check",
-    // Appended rather than sorted in: the fuzz corpus encodes kinds by index.
-    "ensure-host-veth",
-];
 
 /// The sysctls any grant may name: `<if>` stands for an interface the plugin may
 /// touch in that namespace. Nothing outside this list can ever be granted.
@@ -58,10 +33,6 @@ pub const SYSCTL_ALLOW_LIST: &[&str] = &[
     "net/ipv6/conf/<if>/keep_addr_on_down",
 ];
 
-/// An intent kind named in a grant (checked against [`INTENT_KINDS`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IntentKind(pub String);
-
 /// A string that must be one of `allowed`, or a deserialization error naming it.
 fn one_of<'de, D: Deserializer<'de>>(
     d: D,
@@ -76,12 +47,6 @@ fn one_of<'de, D: Deserializer<'de>>(
             "{what} {s:?} (allowed: {})",
             allowed.join(", ")
         )))
-    }
-}
-
-impl<'de> Deserialize<'de> for IntentKind {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        one_of(d, INTENT_KINDS, "unknown intent kind").map(IntentKind)
     }
 }
 
@@ -226,8 +191,8 @@ pub struct Grant {
 
 impl Grant {
     /// Whether the grant allows intents of `kind`.
-    pub fn allows_kind(&self, kind: &str) -> bool {
-        self.intents.iter().any(|k| k.0 == kind)
+    pub fn allows_kind(&self, kind: IntentKind) -> bool {
+        self.intents.contains(&kind)
     }
 
     /// Whether `key` (e.g. `net/ipv4/conf/eth0/arp_notify`) is granted, given
@@ -284,10 +249,6 @@ fn json_error(e: serde_json::Error, path: String) -> PolicyError {
         path,
         message,
     }
-}
-
-fn kinds(list: &[&str]) -> Vec<IntentKind> {
-    list.iter().map(|k| IntentKind(k.to_string())).collect()
 }
 
 fn sysctls(list: &[&str]) -> Vec<SysctlPattern> {
@@ -363,32 +324,32 @@ pub fn builtin_grant(name: &str) -> Option<Grant> {
     match name {
         "loopback" => Some(Grant {
             matcher,
-            intents: kinds(&["set-link-up", "set-link-down"]),
+            intents: vec![IntentKind::SetLinkUp, IntentKind::SetLinkDown],
             ..Grant::default()
         }),
         "bridge" => Some(Grant {
             matcher,
-            intents: kinds(&[
-                "ensure-bridge",
-                "create-veth",
-                "ensure-host-veth",
-                "delete-link",
-                "set-link-up",
-                "attach-port",
-                "flush-port-vlans",
-                "add-port-vlan",
-                "add-address",
-                "delete-address",
-                "add-route",
-                "set-sysctl",
-                "masquerade",
-                "unmasquerade",
-                "gc-masquerade",
-                "wait-oper-up",
-                "wait-addresses-settled",
-                "spoof-check",
-                "unspoof-check",
-            ]),
+            intents: vec![
+                IntentKind::EnsureBridge,
+                IntentKind::CreateVeth,
+                IntentKind::EnsureHostVeth,
+                IntentKind::DeleteLink,
+                IntentKind::SetLinkUp,
+                IntentKind::AttachPort,
+                IntentKind::FlushPortVlans,
+                IntentKind::AddPortVlan,
+                IntentKind::AddAddress,
+                IntentKind::DeleteAddress,
+                IntentKind::AddRoute,
+                IntentKind::SetSysctl,
+                IntentKind::Masquerade,
+                IntentKind::Unmasquerade,
+                IntentKind::GcMasquerade,
+                IntentKind::WaitOperUp,
+                IntentKind::WaitAddressesSettled,
+                IntentKind::SpoofCheck,
+                IntentKind::UnspoofCheck,
+            ],
             // A drop-in must accept whatever bridge name the config uses.
             bridges: vec![NamePattern("*".into())],
             masquerade: true,
@@ -455,13 +416,13 @@ mod tests {
         ))
         .expect("parses");
         let g = Policy::grant_for(Some(&p), &source("tenant", false));
-        assert!(g.allows_kind("set-link-up"));
+        assert!(g.allows_kind(IntentKind::SetLinkUp));
         let mut other = source("tenant", false);
         other.sha256 = CD;
         assert_eq!(Policy::grant_for(Some(&p), &other).intents, vec![]);
         // A file grant replaces the built-in one.
         let b = Policy::grant_for(Some(&p), &source("bridge", true));
-        assert!(b.allows_kind("create-veth") && !b.allows_kind("masquerade"));
+        assert!(b.allows_kind(IntentKind::CreateVeth) && !b.allows_kind(IntentKind::Masquerade));
         // No file: bundled plugins get their built-in grant, others nothing.
         assert!(Policy::grant_for(None, &source("bridge", true)).masquerade);
         let installed = Policy::grant_for(None, &source("bridge", false));

@@ -83,7 +83,43 @@ struct Owned<'p> {
     veth_peers: BTreeSet<&'p str>,
 }
 
-impl Owned<'_> {
+impl<'p> Owned<'p> {
+    /// Record the host links `intent` creates. Every kind says whether it
+    /// creates one, so a new kind cannot create links the validator does not see.
+    fn gather(&mut self, intent: &'p Intent) {
+        match intent {
+            Intent::EnsureBridge { name, .. } => {
+                self.bridges.insert(name);
+            }
+            Intent::CreateVeth { peer, .. } => {
+                self.veth_peers.insert(peer);
+            }
+            Intent::EnsureHostVeth { name, peer, .. } => {
+                self.veth_peers.insert(name);
+                self.veth_peers.insert(peer);
+            }
+            Intent::DeleteLink { .. }
+            | Intent::SetLinkUp { .. }
+            | Intent::SetLinkDown { .. }
+            | Intent::SetMtu { .. }
+            | Intent::SetMac { .. }
+            | Intent::AttachPort { .. }
+            | Intent::FlushPortVlans { .. }
+            | Intent::AddPortVlan { .. }
+            | Intent::AddAddress { .. }
+            | Intent::DeleteAddress { .. }
+            | Intent::AddRoute(_)
+            | Intent::SetSysctl { .. }
+            | Intent::Masquerade { .. }
+            | Intent::Unmasquerade { .. }
+            | Intent::GcMasquerade { .. }
+            | Intent::WaitOperUp { .. }
+            | Intent::WaitAddressesSettled { .. }
+            | Intent::SpoofCheck { .. }
+            | Intent::UnspoofCheck { .. } => {}
+        }
+    }
+
     fn contains(&self, name: &str) -> bool {
         self.bridges.contains(name) || self.veth_peers.contains(name)
     }
@@ -158,19 +194,7 @@ pub fn validate_plan(intents: &[Intent], inv: &Invocation<'_>) -> Result<(), Cni
         veth_peers: BTreeSet::new(),
     };
     for intent in intents {
-        match intent {
-            Intent::EnsureBridge { name, .. } => {
-                owned.bridges.insert(name);
-            }
-            Intent::CreateVeth { peer, .. } => {
-                owned.veth_peers.insert(peer);
-            }
-            Intent::EnsureHostVeth { name, peer, .. } => {
-                owned.veth_peers.insert(name);
-                owned.veth_peers.insert(peer);
-            }
-            _ => {}
-        }
+        owned.gather(intent);
     }
     let addrs = Addresses::new(inv);
     for (index, intent) in intents.iter().enumerate() {
@@ -188,7 +212,10 @@ fn check_intent(
 ) -> Result<(), CniError> {
     let refuse = |rule: &str, value: &str| Err(reject(index, intent, rule, value));
     if !inv.grant.allows_kind(intent.kind()) {
-        return refuse("intent kind is not granted to this plugin", intent.kind());
+        return refuse(
+            "intent kind is not granted to this plugin",
+            intent.kind().name(),
+        );
     }
     for link in intent.links() {
         // A master may be a granted uplink rather than a link of this plan; its
@@ -198,18 +225,28 @@ fn check_intent(
             && inv.grant.uplinks.iter().any(|p| p.matches(&link.name));
         check_link(index, intent, &link, inv, owned, uplink)?;
     }
+    // Each kind's own rule, after the rules every link name obeys. No kind is
+    // left out: a new one does not compile until it states its rule here.
     match intent {
-        Intent::EnsureBridge { name, .. } if !inv.grant.bridges.iter().any(|p| p.matches(name)) => {
-            return refuse("bridge name is not granted", name);
+        Intent::EnsureBridge { name, .. } => {
+            if !inv.grant.bridges.iter().any(|p| p.matches(name)) {
+                return refuse("bridge name is not granted", name);
+            }
         }
-        Intent::CreateVeth { name, .. } if name != inv.ifname => {
-            return refuse("the container end of a veth must be CNI_IFNAME", name);
+        Intent::CreateVeth { name, .. } => {
+            if name != inv.ifname {
+                return refuse("the container end of a veth must be CNI_IFNAME", name);
+            }
         }
-        Intent::AttachPort { port, .. } if !owned.veth_peers.contains(port.as_str()) => {
-            return refuse("only a veth peer this plan creates may be enslaved", port);
+        Intent::AttachPort { port, .. } => {
+            if !owned.veth_peers.contains(port.as_str()) {
+                return refuse("only a veth peer this plan creates may be enslaved", port);
+            }
         }
-        Intent::DeleteLink { link } if link.side == Side::Container && link.name == "lo" => {
-            return refuse("lo cannot be deleted", &link.name);
+        Intent::DeleteLink { link } => {
+            if link.side == Side::Container && link.name == "lo" {
+                return refuse("lo cannot be deleted", &link.name);
+            }
         }
         Intent::SetSysctl { side, key, .. } => {
             let interface_ok = |ifname: &str| match side {
@@ -279,8 +316,10 @@ fn check_intent(
                 &key.ifname,
             )?;
         }
-        Intent::GcMasquerade { network } if network != inv.network => {
-            return refuse("GC may only touch this network's rules", network);
+        Intent::GcMasquerade { network } => {
+            if network != inv.network {
+                return refuse("GC may only touch this network's rules", network);
+            }
         }
         Intent::SpoofCheck {
             container_id,
@@ -293,7 +332,16 @@ fn check_intent(
         } => {
             check_key(index, intent, inv, inv.network, container_id, ifname)?;
         }
-        _ => {}
+        // Links only: the rules every link name obeys (above) are the whole rule.
+        Intent::EnsureHostVeth { .. }
+        | Intent::SetLinkUp { .. }
+        | Intent::SetLinkDown { .. }
+        | Intent::SetMtu { .. }
+        | Intent::SetMac { .. }
+        | Intent::FlushPortVlans { .. }
+        | Intent::AddPortVlan { .. }
+        | Intent::WaitOperUp { .. }
+        | Intent::WaitAddressesSettled { .. } => {}
     }
     Ok(())
 }
