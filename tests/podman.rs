@@ -815,11 +815,8 @@ fn remove_cgroups(parent: &str) {
 
 /// `GET path` to `addr` from inside `ns` (a thread that entered it); the reply.
 fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> Result<String, String> {
-    let file = File::open(ns.path()).map_err(|e| e.to_string())?;
-    let path = path.to_string();
-    std::thread::spawn(move || -> Result<String, String> {
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("setns: {e}"))?;
+    let handle = kernel::NetnsHandle::open(ns.path()).map_err(|e| e.to_string())?;
+    kernel::run_in_netns(&handle, || -> Result<String, String> {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
             .map_err(|e| format!("connect {addr}: {e}"))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))
@@ -831,8 +828,7 @@ fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> Result<String, String> 
             .map_err(|e| format!("read from {addr}: {e}"))?;
         Ok(reply)
     })
-    .join()
-    .map_err(|_| "client thread panicked".to_string())?
+    .map_err(|e| e.to_string())?
 }
 
 /// [`http_get`] until the reply carries `token` (httpd may still be starting).

@@ -10,7 +10,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -538,18 +537,7 @@ pub fn spawn(
         }
     }
     cmd.envs(env.extra.iter().map(|(k, v)| (k, v)));
-    let fd = ns.as_raw_fd();
-    // SAFETY: between fork and exec only setns(2) runs, an async-signal-safe
-    // syscall on a descriptor the parent keeps open.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sched::setns(
-                std::os::fd::BorrowedFd::borrow_raw(fd),
-                nix::sched::CloneFlags::CLONE_NEWNET,
-            )
-            .map_err(std::io::Error::from)
-        });
-    }
+    kernel::netns::exec_in(&mut cmd, &ns);
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

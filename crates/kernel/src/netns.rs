@@ -14,10 +14,15 @@
 //! opened inside stays bound to that namespace for its whole life, and so
 //! does an open file under `/proc/sys/net`.
 
+// The one module allowed to switch namespaces (clippy.toml forbids it elsewhere).
+#![allow(clippy::disallowed_methods)]
+
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use nix::errno::Errno;
 use nix::sched::{setns, unshare, CloneFlags};
@@ -164,6 +169,23 @@ pub fn run_in_netns<T: Send>(
     })?
 }
 
+/// Makes the child `cmd` spawns enter `ns` between fork and exec, so that a
+/// program (`iptables`) acts in that namespace while this process and its
+/// threads stay where they are. `ns` must stay open until `cmd` is spawned.
+pub fn exec_in(cmd: &mut Command, ns: &impl AsRawFd) {
+    let fd = ns.as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // setns(2), a plain system call that is async-signal-safe and does not
+    // allocate. `fd` is open in the child because the caller keeps `ns` open
+    // until the command is spawned.
+    unsafe {
+        cmd.pre_exec(move || {
+            let ns = BorrowedFd::borrow_raw(fd);
+            setns(ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+        });
+    }
+}
+
 /// A thread that entered one namespace once and then runs jobs there, for work
 /// that must happen inside (opening `/proc/sys/net` files) and is repeated
 /// within an invocation: one `setns` instead of one per job. Dropping the worker
@@ -258,18 +280,27 @@ pub(crate) mod tests {
 
     /// A fresh anonymous namespace, or `None` (after printing SKIP) when this
     /// process may not create one.
+    /// With `WASM_CNI_REQUIRE_PRIVILEGED=1` (CI) a test that cannot run fails
+    /// instead.
     pub(crate) fn test_netns(test: &str) -> Option<NetnsHandle> {
         if !nix::unistd::Uid::effective().is_root() {
-            eprintln!("SKIP {test}: needs root to create network namespaces");
+            skip(test, "needs root to create network namespaces");
             return None;
         }
         match NetnsHandle::new_unnamed() {
             Ok(ns) => Some(ns),
             Err(e) => {
-                eprintln!("SKIP {test}: cannot create a network namespace: {e}");
+                skip(test, &format!("cannot create a network namespace: {e}"));
                 None
             }
         }
+    }
+
+    fn skip(test: &str, why: &str) {
+        if std::env::var("WASM_CNI_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1") {
+            panic!("{test} cannot run: {why}");
+        }
+        eprintln!("SKIP {test}: {why}");
     }
 
     #[test]
