@@ -171,8 +171,9 @@ pub struct BridgeVlanFlags {
     pub untagged: bool,
 }
 
-/// Errors of the netlink door. Kernel refusals keep their errno as data so
-/// that callers can decide idempotence (`EEXIST` on add, `ENODEV`/`ENOENT`/
+/// The one error type of the kernel door, for rtnetlink, nf_tables and the
+/// iptables tools alike. Kernel refusals keep their errno as data so that
+/// callers can decide idempotence (`EEXIST` on add, `ENODEV`/`ENOENT`/
 /// `ESRCH`/`EADDRNOTAVAIL` on delete) without parsing strings.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -212,9 +213,41 @@ pub enum NetError {
     /// The operation is not implemented by this backend.
     #[error("unsupported: {0}")]
     Unsupported(String),
-    /// The firewall (nftables or iptables) refused or failed a masquerade step.
+    /// The kernel refused an nf_tables request.
+    #[error("nftables: cannot {op}: {errno}{}", crate::nft::kernel_detail(.message))]
+    Nftables {
+        /// What was being done, e.g. `add rule to masq_checks`.
+        op: String,
+        /// The kernel's answer.
+        errno: Errno,
+        /// The kernel's extended-ack message, when it sent one.
+        message: Option<String>,
+    },
+    /// The nf_tables conversation failed: an answer this module does not
+    /// understand, or none in time.
+    #[error("nftables netlink: {0}")]
+    NftProtocol(String),
+    /// `iptables` or `ip6tables` exited with an error.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        /// The command line, for the message.
+        command: String,
+        /// The exit status as text (`exit status 4`, `signal 9`).
+        status: String,
+        /// What the program wrote to stderr, trimmed.
+        stderr: String,
+    },
+    /// `ipMasqBackend` named neither `nftables` nor `iptables`. The message is
+    /// the reference's.
+    #[error("unknown ipmasq backend {0:?}")]
+    UnknownMasqBackend(String),
+    /// A firewall rule step (masquerade) failed. The cause is kept whole, but a
+    /// firewall failure never counts as "already done" for idempotence.
     #[error("firewall: {0}")]
-    Firewall(String),
+    Firewall(Box<NetError>),
+    /// Several steps failed (one per backend, say); in order.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<NetError>),
     /// What is there conflicts with what was asked for (e.g. a link of that
     /// name exists but is of another kind); not retryable.
     #[error("conflict: {0}")]
@@ -264,7 +297,7 @@ impl NetError {
     /// The kernel errno, if this is a kernel answer.
     pub fn errno(&self) -> Option<Errno> {
         match self {
-            Self::Kernel { errno, .. } => Some(*errno),
+            Self::Kernel { errno, .. } | Self::Nftables { errno, .. } => Some(*errno),
             _ => None,
         }
     }

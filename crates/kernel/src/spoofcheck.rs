@@ -34,7 +34,7 @@ use nix::errno::Errno;
 
 use super::netlink::NetError;
 use super::nft::{
-    BaseChain, Batch, DecodedExpr, Expr, NftError, NftRule, NftSocket, NFPROTO_BRIDGE, NFT_CMP_EQ,
+    BaseChain, Batch, DecodedExpr, Expr, NftRule, NftSocket, NFPROTO_BRIDGE, NFT_CMP_EQ,
     NFT_COMMENT_MAX_BYTES, NFT_JUMP, NFT_META_IIFNAME, NFT_NAME_MAX, NFT_PAYLOAD_LL_HEADER,
     NFT_RETURN, NF_ACCEPT, NF_DROP,
 };
@@ -345,9 +345,9 @@ impl SpoofCheck for NftSpoofCheck {
 /// hook not offered: EOPNOTSUPP) is [`NetError::Unsupported`]; a
 /// `PREROUTING` that already exists with another type, hook or priority
 /// (EEXIST, or EOPNOTSUPP on recent kernels) is [`NetError::Conflict`].
-fn install_error(attachment: &str, base_existed: bool, e: NftError) -> NetError {
+fn install_error(attachment: &str, base_existed: bool, e: NetError) -> NetError {
     const OP: &str = "macspoofchk install";
-    if let NftError::Kernel {
+    if let NetError::Nftables {
         op: what,
         errno,
         message,
@@ -379,9 +379,9 @@ fn install_error(attachment: &str, base_existed: bool, e: NftError) -> NetError 
 }
 
 /// Turns an nftables failure into a [`NetError`], keeping the errno.
-fn spoof_error(op: &'static str, attachment: &str, e: NftError) -> NetError {
+fn spoof_error(op: &'static str, attachment: &str, e: NetError) -> NetError {
     match e {
-        NftError::Kernel {
+        NetError::Nftables {
             op: what,
             errno,
             message,
@@ -393,12 +393,13 @@ fn spoof_error(op: &'static str, attachment: &str, e: NftError) -> NetError {
             ),
             errno,
         },
-        NftError::Io { context, source } => NetError::Io { context, source },
-        NftError::Protocol(detail) => NetError::Protocol {
+        NetError::NftProtocol(detail) => NetError::Protocol {
             op,
             target: attachment.to_string(),
             detail,
         },
+        // Every other error (I/O around the socket) is already what it is.
+        other => other,
     }
 }
 
@@ -504,7 +505,7 @@ mod tests {
 
     #[test]
     fn base_chain_refusals_are_told_apart() {
-        let refusal = |errno| NftError::Kernel {
+        let refusal = |errno| NetError::Nftables {
             op: "create base chain PREROUTING".into(),
             errno,
             message: None,
@@ -532,7 +533,7 @@ mod tests {
         let e = spoof_error(
             "macspoofchk remove",
             "ctr1-eth0",
-            NftError::Kernel {
+            NetError::Nftables {
                 op: "delete chain cni-br-iface-ctr1-eth0".into(),
                 errno: Errno::EBUSY,
                 message: None,

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use plan::{AttachmentKey, Mac, MasqBackend};
 
 use super::{Journal, Kernel};
-use crate::masq::{masquerade_for, MasqError, Masquerade};
+use crate::masq::{masquerade_for, Masquerade};
 use crate::netlink::NetError;
 use crate::spoofcheck::{open_spoof_check, SpoofCheck};
 
@@ -55,7 +55,7 @@ impl MasqDoors {
             *slot = Some(masquerade_for(name).map_err(firewall)?);
         }
         slot.as_deref_mut()
-            .ok_or_else(|| NetError::Firewall(format!("{name} backend unavailable")))
+            .ok_or_else(|| NetError::Unsupported(format!("{name} masquerade backend unavailable")))
     }
 
     /// Every backend in which rules may exist: nftables always; iptables only when
@@ -87,8 +87,8 @@ fn iptables_installed() -> bool {
         .any(|p| std::path::Path::new(p).exists())
 }
 
-fn firewall(e: MasqError) -> NetError {
-    NetError::Firewall(e.to_string())
+fn firewall(e: NetError) -> NetError {
+    NetError::Firewall(Box::new(e))
 }
 
 impl Kernel {
@@ -119,13 +119,13 @@ pub(super) fn unmasquerade(k: &mut Kernel, key: &AttachmentKey) -> Result<(), Ne
     let mut failures = Vec::new();
     for door in k.masq.all() {
         if let Err(e) = door.remove(key) {
-            failures.push(e.to_string());
+            failures.push(e);
         }
     }
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(NetError::Firewall(failures.join("; ")))
+        Err(firewall(NetError::Several(failures)))
     }
 }
 
@@ -139,13 +139,13 @@ pub(super) fn gc_masquerade(k: &mut Kernel, network: &str) -> Result<(), NetErro
     let mut failures = Vec::new();
     for door in k.masq.all() {
         if let Err(e) = door.gc(network, &valid) {
-            failures.push(e.to_string());
+            failures.push(e);
         }
     }
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(NetError::Firewall(failures.join("; ")))
+        Err(firewall(NetError::Several(failures)))
     }
 }
 

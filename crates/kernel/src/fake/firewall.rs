@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ipnet::IpNet;
 use plan::AttachmentKey;
 
-use crate::masq::{MasqError, MasqRule, Masquerade};
+use crate::masq::{MasqRule, Masquerade};
 use crate::netlink::NetError;
 use crate::spoofcheck::SpoofCheck;
 
@@ -54,7 +54,7 @@ fn same_attachment(rule: &MasqRule, key: &AttachmentKey) -> bool {
 }
 
 impl Masquerade for RecordingFirewall {
-    fn add(&mut self, key: &AttachmentKey, source: IpNet) -> Result<(), MasqError> {
+    fn add(&mut self, key: &AttachmentKey, source: IpNet) -> Result<(), NetError> {
         let mut rules = self.state();
         // As the real backends: the attachment's rules for this address are
         // replaced, its rules for other addresses stay.
@@ -70,12 +70,12 @@ impl Masquerade for RecordingFirewall {
         Ok(())
     }
 
-    fn remove(&mut self, key: &AttachmentKey) -> Result<(), MasqError> {
+    fn remove(&mut self, key: &AttachmentKey) -> Result<(), NetError> {
         self.state().masquerade.retain(|r| !same_attachment(r, key));
         Ok(())
     }
 
-    fn rules(&mut self, network: &str) -> Result<Vec<MasqRule>, MasqError> {
+    fn rules(&mut self, network: &str) -> Result<Vec<MasqRule>, NetError> {
         Ok(self
             .state()
             .masquerade
@@ -85,11 +85,7 @@ impl Masquerade for RecordingFirewall {
             .collect())
     }
 
-    fn gc(
-        &mut self,
-        network: &str,
-        valid: &[(String, String)],
-    ) -> Result<Vec<MasqRule>, MasqError> {
+    fn gc(&mut self, network: &str, valid: &[(String, String)]) -> Result<Vec<MasqRule>, NetError> {
         let mut rules = self.state();
         let stale = |r: &MasqRule| {
             r.network == network

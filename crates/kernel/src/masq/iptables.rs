@@ -1,5 +1,6 @@
 //! The iptables backend, by exec of `iptables`/`ip6tables --wait`.
 
+use crate::netlink::NetError;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io;
@@ -10,7 +11,7 @@ use std::process::{Command, Output};
 use ipnet::IpNet;
 
 use super::naming::*;
-use super::{MasqError, MasqRule, Masquerade};
+use super::{MasqRule, Masquerade};
 use crate::nft::{NftSocket, NFPROTO_IPV4, NFPROTO_IPV6};
 use plan::AttachmentKey;
 
@@ -208,9 +209,9 @@ pub(super) fn split_saved_line(line: &str) -> Vec<String> {
 impl IptablesMasquerade {
     /// Remembers the calling thread's network namespace; every command runs
     /// in it.
-    pub fn open() -> Result<Self, MasqError> {
+    pub fn open() -> Result<Self, NetError> {
         let path = "/proc/thread-self/ns/net";
-        let netns = File::open(path).map_err(|e| MasqError::io(format!("open {path}"), e))?;
+        let netns = File::open(path).map_err(|e| NetError::io(format!("open {path}"), e))?;
         Ok(IptablesMasquerade {
             netns,
             probe: std::cell::RefCell::new(NftSocket::open().ok()),
@@ -256,7 +257,7 @@ impl IptablesMasquerade {
 
     /// Runs `<program> --wait -t nat <args>` in our namespace. `Ok(None)`
     /// when the program is not installed.
-    pub(super) fn run(&self, family: Family, args: &[&str]) -> Result<Option<Output>, MasqError> {
+    pub(super) fn run(&self, family: Family, args: &[&str]) -> Result<Option<Output>, NetError> {
         let mut cmd = Command::new(family.program());
         cmd.args(["--wait", "-t", "nat"])
             .args(args)
@@ -265,12 +266,12 @@ impl IptablesMasquerade {
         match cmd.output() {
             Ok(out) => Ok(Some(out)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(MasqError::io(format!("run {}", family.program()), e)),
+            Err(e) => Err(NetError::io(format!("run {}", family.program()), e)),
         }
     }
 
     /// Like [`Self::run`], but a missing program or a failure is an error.
-    pub(super) fn run_ok(&self, family: Family, args: &[&str]) -> Result<String, MasqError> {
+    pub(super) fn run_ok(&self, family: Family, args: &[&str]) -> Result<String, NetError> {
         let out = self
             .run(family, args)?
             .ok_or_else(|| not_installed(family))?;
@@ -283,7 +284,7 @@ impl IptablesMasquerade {
     /// The `nat` table; `None` when the program is missing or the kernel has
     /// no such table for this family (a node without IPv6 NAT holds no IPv6
     /// masquerade rules).
-    pub(super) fn list(&self, family: Family) -> Result<Option<SavedTable>, MasqError> {
+    pub(super) fn list(&self, family: Family) -> Result<Option<SavedTable>, NetError> {
         if self.certainly_no_nat_table(family) {
             return Ok(None);
         }
@@ -292,7 +293,7 @@ impl IptablesMasquerade {
 
     /// [`Self::list`] without the probe: `iptables -S` also creates the table
     /// (iptables-nft) or loads it (legacy), which adding a rule needs.
-    pub(super) fn list_always(&self, family: Family) -> Result<Option<SavedTable>, MasqError> {
+    pub(super) fn list_always(&self, family: Family) -> Result<Option<SavedTable>, NetError> {
         let Some(out) = self.run(family, &["-S"])? else {
             return Ok(None);
         };
@@ -313,7 +314,7 @@ impl IptablesMasquerade {
         family: Family,
         chain: &str,
         spec: &[&str],
-    ) -> Result<(), MasqError> {
+    ) -> Result<(), NetError> {
         let mut check = vec!["-C", chain];
         check.extend_from_slice(spec);
         let out = self
@@ -333,7 +334,7 @@ impl IptablesMasquerade {
 
     /// The reference's teardown without knowing the addresses: delete every
     /// POSTROUTING rule jumping to the chain, then flush and delete it.
-    pub(super) fn remove_chain(&self, network: &str, container_id: &str) -> Result<(), MasqError> {
+    pub(super) fn remove_chain(&self, network: &str, container_id: &str) -> Result<(), NetError> {
         let chain = iptables_chain_name(network, container_id);
         let mut first_error = None;
         for family in [Family::V4, Family::V6] {
@@ -354,7 +355,7 @@ impl IptablesMasquerade {
                     self.run_ok(family, &["-F", &chain])?;
                     self.run_ok(family, &["-X", &chain])?;
                 }
-                Ok::<(), MasqError>(())
+                Ok::<(), NetError>(())
             })();
             // Try both families before reporting, like a DEL should.
             if let Err(e) = result {
@@ -365,8 +366,8 @@ impl IptablesMasquerade {
     }
 }
 
-pub(super) fn not_installed(family: Family) -> MasqError {
-    MasqError::io(
+pub(super) fn not_installed(family: Family) -> NetError {
+    NetError::io(
         format!("run {}", family.program()),
         io::Error::new(io::ErrorKind::NotFound, "program not found in PATH"),
     )
@@ -378,12 +379,12 @@ pub(super) fn with_comment<'a>(spec: &[&'a str], comment: &'a str) -> Vec<&'a st
     spec
 }
 
-pub(super) fn command_error(family: Family, args: &[&str], out: &Output) -> MasqError {
+pub(super) fn command_error(family: Family, args: &[&str], out: &Output) -> NetError {
     let status = match out.status.code() {
         Some(code) => format!("exit status {code}"),
         None => "killed by a signal".to_string(),
     };
-    MasqError::Command {
+    NetError::Command {
         command: format!("{} --wait -t nat {}", family.program(), args.join(" ")),
         status,
         stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
@@ -391,7 +392,7 @@ pub(super) fn command_error(family: Family, args: &[&str], out: &Output) -> Masq
 }
 
 impl Masquerade for IptablesMasquerade {
-    fn add(&mut self, key: &AttachmentKey, source: IpNet) -> Result<(), MasqError> {
+    fn add(&mut self, key: &AttachmentKey, source: IpNet) -> Result<(), NetError> {
         let family = Family::of(source.addr());
         let chain = iptables_chain_name(&key.network, &key.container_id);
         let comment = iptables_comment(&key.network, &key.container_id);
@@ -416,11 +417,11 @@ impl Masquerade for IptablesMasquerade {
         self.append_unique(family, "POSTROUTING", &jump)
     }
 
-    fn remove(&mut self, key: &AttachmentKey) -> Result<(), MasqError> {
+    fn remove(&mut self, key: &AttachmentKey) -> Result<(), NetError> {
         self.remove_chain(&key.network, &key.container_id)
     }
 
-    fn rules(&mut self, network: &str) -> Result<Vec<MasqRule>, MasqError> {
+    fn rules(&mut self, network: &str) -> Result<Vec<MasqRule>, NetError> {
         let mut out = Vec::new();
         for family in [Family::V4, Family::V6] {
             if let Some(table) = self.list(family)? {
@@ -431,11 +432,7 @@ impl Masquerade for IptablesMasquerade {
     }
 
     /// The interface names in `valid` are ignored: chains are per container.
-    fn gc(
-        &mut self,
-        network: &str,
-        valid: &[(String, String)],
-    ) -> Result<Vec<MasqRule>, MasqError> {
+    fn gc(&mut self, network: &str, valid: &[(String, String)]) -> Result<Vec<MasqRule>, NetError> {
         let keep: HashSet<&str> = valid.iter().map(|(cid, _)| cid.as_str()).collect();
         let mut stale = HashSet::new();
         let mut removed = Vec::new();

@@ -28,12 +28,9 @@ pub mod iptables;
 pub mod naming;
 pub mod nftables;
 
-use std::io;
-
 use ipnet::IpNet;
-use nix::errno::Errno;
 
-use crate::nft::kernel_detail;
+use crate::netlink::NetError;
 use plan::AttachmentKey;
 
 pub use iptables::IptablesMasquerade;
@@ -42,67 +39,6 @@ pub use naming::{
     NFT_POSTROUTING_CHAIN, NFT_TABLE,
 };
 pub use nftables::NftMasquerade;
-
-/// A masquerade operation that failed.
-#[derive(Debug, thiserror::Error)]
-pub enum MasqError {
-    /// `ipMasqBackend` named neither `nftables` nor `iptables`. The message is
-    /// the reference's.
-    #[error("unknown ipmasq backend {0:?}")]
-    UnknownBackend(String),
-    /// The kernel refused an nftables request.
-    #[error("nftables: cannot {op}: {errno}{}", kernel_detail(.message))]
-    Kernel {
-        /// What was being done, e.g. `add rule to masq_checks`.
-        op: String,
-        /// The kernel's answer.
-        errno: Errno,
-        /// The kernel's extended-ack message, when it sent one.
-        message: Option<String>,
-    },
-    /// A system call around the conversation failed (socket, namespace,
-    /// spawning a program).
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// The kernel answered something this module does not understand, or
-    /// did not answer in time.
-    #[error("nftables netlink: {0}")]
-    Protocol(String),
-    /// `iptables` or `ip6tables` exited with an error.
-    #[error("`{command}` failed ({status}): {stderr}")]
-    Command {
-        /// The command line, for the message.
-        command: String,
-        /// The exit status as text (`exit status 4`, `signal 9`).
-        status: String,
-        /// What the program wrote to stderr, trimmed.
-        stderr: String,
-    },
-}
-
-impl MasqError {
-    /// The errno behind this error, when the kernel or a system call gave one.
-    pub fn errno(&self) -> Option<Errno> {
-        match self {
-            MasqError::Kernel { errno, .. } => Some(*errno),
-            MasqError::Io { source, .. } => source.raw_os_error().map(Errno::from_raw),
-            _ => None,
-        }
-    }
-
-    fn io(context: impl Into<String>, source: io::Error) -> Self {
-        MasqError::Io {
-            context: context.into(),
-            source,
-        }
-    }
-}
 
 /// One masquerade rule as found in the kernel, identified by its comment.
 ///
@@ -135,20 +71,19 @@ pub trait Masquerade: Send {
     /// subnet) are replaced in the same transaction. Rules of the attachment
     /// for other addresses stay: an attachment with several addresses (dual
     /// stack) calls this once per address.
-    fn add(&mut self, key: &AttachmentKey, source: IpNet) -> Result<(), MasqError>;
+    fn add(&mut self, key: &AttachmentKey, source: IpNet) -> Result<(), NetError>;
 
     /// Removes every rule of `key`, found by name and comment, so it works
     /// when the container's interface or namespace is gone. Nothing to
     /// remove is success.
-    fn remove(&mut self, key: &AttachmentKey) -> Result<(), MasqError>;
+    fn remove(&mut self, key: &AttachmentKey) -> Result<(), NetError>;
 
     /// The rules held for `network`.
-    fn rules(&mut self, network: &str) -> Result<Vec<MasqRule>, MasqError>;
+    fn rules(&mut self, network: &str) -> Result<Vec<MasqRule>, NetError>;
 
     /// Removes the rules of `network` whose attachment is not in `valid`
     /// (pairs of container ID and interface name); returns what it removed.
-    fn gc(&mut self, network: &str, valid: &[(String, String)])
-        -> Result<Vec<MasqRule>, MasqError>;
+    fn gc(&mut self, network: &str, valid: &[(String, String)]) -> Result<Vec<MasqRule>, NetError>;
 }
 
 /// Opens the backend named by `ipMasqBackend` in the calling thread's network
@@ -157,11 +92,11 @@ pub trait Masquerade: Send {
 /// The reference defaults to iptables unless only nftables is available; we
 /// default to nftables because it is one atomic transaction per operation
 /// with no process spawned and no xtables lock (pain point #8).
-pub fn masquerade_for(backend: &str) -> Result<Box<dyn Masquerade>, MasqError> {
+pub fn masquerade_for(backend: &str) -> Result<Box<dyn Masquerade>, NetError> {
     match backend {
         "" | "nftables" => Ok(Box::new(NftMasquerade::open()?)),
         "iptables" => Ok(Box::new(IptablesMasquerade::open()?)),
-        other => Err(MasqError::UnknownBackend(other.to_string())),
+        other => Err(NetError::UnknownMasqBackend(other.to_string())),
     }
 }
 

@@ -1,14 +1,15 @@
 //! The nftables backend, in-process over `NETLINK_NETFILTER`.
 
+use crate::netlink::NetError;
 use std::collections::HashSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 use super::naming::*;
-use super::{MasqError, MasqRule, Masquerade};
+use super::{MasqRule, Masquerade};
 use crate::nft::{
-    BaseChain, Batch, DecodedExpr, Expr, NftError, NftRule, NftSocket, NFPROTO_INET, NFPROTO_IPV4,
+    BaseChain, Batch, DecodedExpr, Expr, NftRule, NftSocket, NFPROTO_INET, NFPROTO_IPV4,
     NFPROTO_IPV6, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_GOTO, NFT_META_NFPROTO, NFT_PAYLOAD_NETWORK_HEADER,
     NFT_RETURN,
 };
@@ -45,30 +46,19 @@ pub struct NftMasquerade {
     pub(super) sock: NftSocket,
 }
 
-impl From<NftError> for MasqError {
-    fn from(e: NftError) -> Self {
-        match e {
-            NftError::Kernel { op, errno, message } => MasqError::Kernel { op, errno, message },
-            NftError::Io { context, source } => MasqError::Io { context, source },
-            NftError::Protocol(detail) => MasqError::Protocol(detail),
-        }
-    }
-}
-
 impl NftMasquerade {
     /// Opens a netfilter netlink socket in the calling thread's network
     /// namespace; the socket stays bound to that namespace for its life.
-    pub fn open() -> Result<Self, MasqError> {
+    pub fn open() -> Result<Self, NetError> {
         Ok(NftMasquerade {
             sock: NftSocket::open()?,
         })
     }
 
     /// The rules of `masq_checks`; none when the table does not exist.
-    pub(super) fn list_rules(&mut self) -> Result<Vec<NftRule>, MasqError> {
-        Ok(self
-            .sock
-            .list_rules(NFPROTO_INET, NFT_TABLE, NFT_MASQ_CHAIN)?)
+    pub(super) fn list_rules(&mut self) -> Result<Vec<NftRule>, NetError> {
+        self.sock
+            .list_rules(NFPROTO_INET, NFT_TABLE, NFT_MASQ_CHAIN)
     }
 
     /// Lists the rules, lets `plan` fill a batch from them, and commits it
@@ -76,17 +66,17 @@ impl NftMasquerade {
     pub(super) fn transact<R>(
         &mut self,
         mut plan: impl FnMut(&[NftRule], &mut Batch) -> R,
-    ) -> Result<R, MasqError> {
-        Ok(self.sock.transact(
+    ) -> Result<R, NetError> {
+        self.sock.transact(
             NFPROTO_INET,
             |sock| sock.list_rules(NFPROTO_INET, NFT_TABLE, NFT_MASQ_CHAIN),
             |rules, batch| plan(rules, batch),
-        )?)
+        )
     }
 }
 
 impl Masquerade for NftMasquerade {
-    fn add(&mut self, key: &AttachmentKey, source: IpNet) -> Result<(), MasqError> {
+    fn add(&mut self, key: &AttachmentKey, source: IpNet) -> Result<(), NetError> {
         let comment = nft_rule_comment(key);
         let prefix = nft_instance_prefix(key);
         // A transaction that deletes or even re-declares an existing chain (the
@@ -130,7 +120,7 @@ impl Masquerade for NftMasquerade {
         Ok(())
     }
 
-    fn remove(&mut self, key: &AttachmentKey) -> Result<(), MasqError> {
+    fn remove(&mut self, key: &AttachmentKey) -> Result<(), NetError> {
         let prefix = nft_instance_prefix(key);
         self.transact(|rules, batch| {
             for rule in rules.iter().filter(|r| r.comment.starts_with(&prefix)) {
@@ -139,7 +129,7 @@ impl Masquerade for NftMasquerade {
         })
     }
 
-    fn rules(&mut self, network: &str) -> Result<Vec<MasqRule>, MasqError> {
+    fn rules(&mut self, network: &str) -> Result<Vec<MasqRule>, NetError> {
         let rules = self.list_rules()?;
         Ok(rules
             .iter()
@@ -147,11 +137,7 @@ impl Masquerade for NftMasquerade {
             .collect())
     }
 
-    fn gc(
-        &mut self,
-        network: &str,
-        valid: &[(String, String)],
-    ) -> Result<Vec<MasqRule>, MasqError> {
+    fn gc(&mut self, network: &str, valid: &[(String, String)]) -> Result<Vec<MasqRule>, NetError> {
         let prefix = nft_network_prefix(network);
         // Compare whole comments, like the reference's GC.
         let keep: HashSet<String> = valid

@@ -2,6 +2,7 @@ use super::iptables::*;
 use super::naming::*;
 use super::nftables::*;
 use super::*;
+use nix::errno::Errno;
 
 use std::collections::HashSet;
 use std::os::fd::{AsFd, AsRawFd};
@@ -16,10 +17,9 @@ use std::process::Stdio;
 use serde_json::{json, Value};
 
 use crate::nft::{
-    nest, put_attr, put_str, udata_comment, DecodedExpr, Expr, NftError, NftRule, NFPROTO_INET,
-    NFPROTO_IPV4, NFPROTO_IPV6, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_HANDLE,
-    NFTA_RULE_TABLE, NFTA_RULE_USERDATA, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_GOTO, NFT_META_NFPROTO,
-    NFT_RETURN,
+    nest, put_attr, put_str, udata_comment, DecodedExpr, Expr, NftRule, NFPROTO_INET, NFPROTO_IPV4,
+    NFPROTO_IPV6, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_HANDLE, NFTA_RULE_TABLE,
+    NFTA_RULE_USERDATA, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_GOTO, NFT_META_NFPROTO, NFT_RETURN,
 };
 
 fn key(network: &str, container_id: &str, ifname: &str) -> AttachmentKey {
@@ -297,12 +297,40 @@ fn rules_of_another_shape_have_no_source() {
 }
 
 #[test]
+fn a_firewall_failure_keeps_its_cause_but_is_never_already_done() {
+    let cause = NetError::Nftables {
+        op: "delete rule".into(),
+        errno: Errno::ENOENT,
+        message: None,
+    };
+    let err = NetError::Firewall(Box::new(NetError::Several(vec![
+        cause,
+        NetError::NftProtocol("no answer".into()),
+    ])));
+    assert_eq!(
+        err.to_string(),
+        "firewall: nftables: cannot delete rule: ENOENT: No such file or directory; \
+         nftables netlink: no answer"
+    );
+    // DEL's "already gone is done" never swallows a firewall failure...
+    assert!(!err.is_not_found());
+    // ...whose errno stays readable as data.
+    let NetError::Firewall(inner) = &err else {
+        panic!("{err:?}")
+    };
+    let NetError::Several(causes) = &**inner else {
+        panic!("{inner:?}")
+    };
+    assert_eq!(causes[0].errno(), Some(Errno::ENOENT));
+}
+
+#[test]
 fn kernel_errors_keep_errno_and_message() {
-    let err = MasqError::from(NftError::Kernel {
+    let err = NetError::Nftables {
         op: "create base chain postrouting".into(),
         errno: Errno::EEXIST,
         message: Some("Chain type mismatch".into()),
-    });
+    };
     assert_eq!(err.errno(), Some(Errno::EEXIST));
     assert_eq!(
         err.to_string(),
@@ -1101,7 +1129,7 @@ fn nft_batches_are_atomic_and_lost_races_are_retried() {
         let mut batch = nft.sock.batch(NFPROTO_INET);
         add_masq_rule(&mut batch, net("10.88.0.3/16"), &nft_rule_comment(&k2));
         delete_masq_rule(&mut batch, handle);
-        let err = MasqError::from(nft.sock.commit(batch).expect_err("stale handle"));
+        let err = nft.sock.commit(batch).expect_err("stale handle");
         assert_eq!(err.errno(), Some(Errno::ENOENT), "{err}");
         assert!(rules_of(&nft_ruleset(), "masq_checks").is_empty());
 

@@ -30,6 +30,8 @@ use std::time::Duration;
 use netlink_sys::{constants::NETLINK_NETFILTER, Socket, SocketAddr};
 use nix::errno::Errno;
 
+use crate::netlink::NetError;
+
 pub(crate) use batch::*;
 pub(crate) use rule::*;
 pub use socket::sockets_with_pending_work;
@@ -145,36 +147,6 @@ pub(crate) const COMMIT_ATTEMPTS: usize = 3;
 pub(crate) const DUMP_ATTEMPTS: usize = 5;
 pub(crate) const RECV_BUFFER: usize = 64 * 1024;
 
-/// A failed nf_tables conversation. Callers turn it into their own error
-/// type, keeping the errno.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum NftError {
-    /// The kernel refused a request.
-    #[error("nftables: cannot {op}: {errno}{}", kernel_detail(.message))]
-    Kernel {
-        /// What was being done, e.g. `add rule to masq_checks`.
-        op: String,
-        /// The kernel's answer.
-        errno: Errno,
-        /// The kernel's extended-ack message, when it sent one.
-        message: Option<String>,
-    },
-    /// A system call around the conversation failed.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// The kernel answered something this module does not understand, or
-    /// did not answer in time.
-    #[error("nftables netlink: {0}")]
-    Protocol(String),
-}
-
-/// ` (<extended ack message>)`, or nothing.
 pub(crate) fn kernel_detail(message: &Option<String>) -> String {
     message
         .as_deref()
@@ -182,26 +154,8 @@ pub(crate) fn kernel_detail(message: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-impl NftError {
-    /// The errno behind this error, when the kernel or a system call gave one.
-    pub(crate) fn errno(&self) -> Option<Errno> {
-        match self {
-            NftError::Kernel { errno, .. } => Some(*errno),
-            NftError::Io { source, .. } => source.raw_os_error().map(Errno::from_raw),
-            NftError::Protocol(_) => None,
-        }
-    }
-
-    fn io(context: impl Into<String>, source: io::Error) -> Self {
-        NftError::Io {
-            context: context.into(),
-            source,
-        }
-    }
-}
-
-pub(crate) fn kernel_error(op: impl Into<String>, code: i32, message: Option<String>) -> NftError {
-    NftError::Kernel {
+pub(crate) fn kernel_error(op: impl Into<String>, code: i32, message: Option<String>) -> NetError {
+    NetError::Nftables {
         op: op.into(),
         errno: Errno::from_raw(code.saturating_neg()),
         message,

@@ -31,10 +31,10 @@ pub(crate) enum DecodedExpr {
 
 impl NftRule {
     /// Parses a NEWRULE message payload (nfgenmsg and attributes).
-    pub(crate) fn parse(payload: &[u8]) -> Result<Self, NftError> {
+    pub(crate) fn parse(payload: &[u8]) -> Result<Self, NetError> {
         let attrs = payload
             .get(4..)
-            .ok_or_else(|| NftError::Protocol("rule message without nfgenmsg".into()))?;
+            .ok_or_else(|| NetError::NftProtocol("rule message without nfgenmsg".into()))?;
         let mut rule = NftRule {
             table: String::new(),
             chain: String::new(),
@@ -49,7 +49,7 @@ impl NftRule {
                 NFTA_RULE_HANDLE => {
                     let bytes: [u8; 8] = value
                         .try_into()
-                        .map_err(|_| NftError::Protocol("rule handle is not 8 bytes".into()))?;
+                        .map_err(|_| NetError::NftProtocol("rule handle is not 8 bytes".into()))?;
                     rule.handle = u64::from_be_bytes(bytes);
                 }
                 NFTA_RULE_USERDATA => rule.comment = udata_comment_parse(value).unwrap_or_default(),
@@ -73,7 +73,7 @@ impl NftRule {
     }
 }
 
-pub(crate) fn decode_expr(elem: &[u8]) -> Result<DecodedExpr, NftError> {
+pub(crate) fn decode_expr(elem: &[u8]) -> Result<DecodedExpr, NetError> {
     let mut name = String::new();
     let mut data: &[u8] = &[];
     for (kind, value) in attributes(elem)? {
@@ -91,7 +91,7 @@ pub(crate) fn decode_expr(elem: &[u8]) -> Result<DecodedExpr, NftError> {
             .and_then(|(_, v)| <[u8; 4]>::try_from(*v).ok())
             .map(u32::from_be_bytes)
     };
-    let nested = |kind: u16, inner: u16| -> Result<Option<&[u8]>, NftError> {
+    let nested = |kind: u16, inner: u16| -> Result<Option<&[u8]>, NetError> {
         let Some((_, outer)) = attrs.iter().find(|(k, _)| *k == kind) else {
             return Ok(None);
         };
@@ -100,7 +100,7 @@ pub(crate) fn decode_expr(elem: &[u8]) -> Result<DecodedExpr, NftError> {
             .find(|(k, _)| *k == inner)
             .map(|(_, v)| v))
     };
-    let value = |kind: u16| -> Result<Vec<u8>, NftError> {
+    let value = |kind: u16| -> Result<Vec<u8>, NetError> {
         Ok(nested(kind, NFTA_DATA_VALUE)?
             .map(<[u8]>::to_vec)
             .unwrap_or_default())

@@ -44,15 +44,15 @@ impl Drop for NftSocket {
 impl NftSocket {
     /// Opens a netfilter netlink socket in the calling thread's network
     /// namespace.
-    pub(crate) fn open() -> Result<Self, NftError> {
+    pub(crate) fn open() -> Result<Self, NetError> {
         let mut socket = Socket::new(NETLINK_NETFILTER)
-            .map_err(|e| NftError::io("open NETLINK_NETFILTER socket", e))?;
+            .map_err(|e| NetError::io("open NETLINK_NETFILTER socket", e))?;
         socket
             .bind_auto()
-            .map_err(|e| NftError::io("bind netlink socket", e))?;
+            .map_err(|e| NetError::io("bind netlink socket", e))?;
         socket
             .connect(&SocketAddr::new(0, 0))
-            .map_err(|e| NftError::io("connect netlink socket", e))?;
+            .map_err(|e| NetError::io("connect netlink socket", e))?;
         // Both only make errors smaller and clearer; kernels before 4.12 lack
         // them and work without.
         if let Err(e) = socket.set_ext_ack(true) {
@@ -80,7 +80,7 @@ impl NftSocket {
         family: u8,
         table: &str,
         chain: &str,
-    ) -> Result<Vec<NftRule>, NftError> {
+    ) -> Result<Vec<NftRule>, NetError> {
         self.dump(
             (NFT_MSG_GETRULE, NFT_MSG_NEWRULE),
             family,
@@ -97,16 +97,16 @@ impl NftSocket {
     }
 
     /// The names of the tables of `family`.
-    pub(crate) fn list_tables(&mut self, family: u8) -> Result<Vec<String>, NftError> {
+    pub(crate) fn list_tables(&mut self, family: u8) -> Result<Vec<String>, NetError> {
         self.dump(
             (NFT_MSG_GETTABLE, NFT_MSG_NEWTABLE),
             family,
             "list the tables",
             |_| {},
             |payload| {
-                let attrs = payload
-                    .get(4..)
-                    .ok_or_else(|| NftError::Protocol("table message without nfgenmsg".into()))?;
+                let attrs = payload.get(4..).ok_or_else(|| {
+                    NetError::NftProtocol("table message without nfgenmsg".into())
+                })?;
                 Ok(attributes(attrs)?
                     .into_iter()
                     .find(|(kind, _)| *kind == NFTA_TABLE_NAME)
@@ -117,7 +117,7 @@ impl NftSocket {
 
     /// The names of the chains of `table` in `family`; none when the table
     /// does not exist.
-    pub(crate) fn list_chains(&mut self, family: u8, table: &str) -> Result<Vec<String>, NftError> {
+    pub(crate) fn list_chains(&mut self, family: u8, table: &str) -> Result<Vec<String>, NetError> {
         // Chain dumps are not filtered by table in the kernel; every table
         // of the family answers, and the others are dropped here.
         self.dump(
@@ -126,9 +126,9 @@ impl NftSocket {
             &format!("list the chains of {table}"),
             |_| {},
             |payload| {
-                let attrs = payload
-                    .get(4..)
-                    .ok_or_else(|| NftError::Protocol("chain message without nfgenmsg".into()))?;
+                let attrs = payload.get(4..).ok_or_else(|| {
+                    NetError::NftProtocol("chain message without nfgenmsg".into())
+                })?;
                 let (mut in_table, mut name) = (false, None);
                 for (kind, value) in attributes(attrs)? {
                     match kind {
@@ -151,8 +151,8 @@ impl NftSocket {
         family: u8,
         what: &str,
         fill: impl Fn(&mut Vec<u8>),
-        mut parse: impl FnMut(&[u8]) -> Result<Option<T>, NftError>,
-    ) -> Result<Vec<T>, NftError> {
+        mut parse: impl FnMut(&[u8]) -> Result<Option<T>, NetError>,
+    ) -> Result<Vec<T>, NetError> {
         let reply = nft_type(reply);
         for _ in 0..DUMP_ATTEMPTS {
             let seq = self.next_seq();
@@ -203,7 +203,7 @@ impl NftSocket {
             }
             tracing::debug!("nftables dump interrupted by a concurrent change; retrying");
         }
-        Err(NftError::Protocol(format!(
+        Err(NetError::NftProtocol(format!(
             "{what}: dump interrupted {DUMP_ATTEMPTS} times by concurrent changes"
         )))
     }
@@ -215,9 +215,9 @@ impl NftSocket {
     pub(crate) fn transact<S, R>(
         &mut self,
         family: u8,
-        mut read: impl FnMut(&mut Self) -> Result<S, NftError>,
+        mut read: impl FnMut(&mut Self) -> Result<S, NetError>,
         mut plan: impl FnMut(&S, &mut Batch) -> R,
-    ) -> Result<R, NftError> {
+    ) -> Result<R, NetError> {
         let mut attempt = 1;
         loop {
             let state = read(self)?;
@@ -239,7 +239,7 @@ impl NftSocket {
 
     /// Sends a batch and waits for the kernel's verdict on it: all or nothing.
     /// An empty batch is not sent.
-    pub(crate) fn commit(&mut self, batch: Batch) -> Result<(), NftError> {
+    pub(crate) fn commit(&mut self, batch: Batch) -> Result<(), NetError> {
         let leaves_work = batch.leaves_work;
         let (bytes, ops, begin_seq, next_seq) = batch.finish();
         self.seq = next_seq;
@@ -289,13 +289,13 @@ impl NftSocket {
         self.seq
     }
 
-    pub(crate) fn send(&self, bytes: &[u8]) -> Result<(), NftError> {
+    pub(crate) fn send(&self, bytes: &[u8]) -> Result<(), NetError> {
         let sent = self
             .socket
             .send(bytes, 0)
-            .map_err(|e| NftError::io("send to nftables", e))?;
+            .map_err(|e| NetError::io("send to nftables", e))?;
         if sent != bytes.len() {
-            return Err(NftError::Protocol(format!(
+            return Err(NetError::NftProtocol(format!(
                 "short send: {sent} of {} bytes",
                 bytes.len()
             )));
@@ -304,7 +304,7 @@ impl NftSocket {
     }
 
     /// Reads one datagram into `buf` (replacing its contents).
-    pub(crate) fn recv(&self, buf: &mut Vec<u8>) -> Result<(), NftError> {
+    pub(crate) fn recv(&self, buf: &mut Vec<u8>) -> Result<(), NetError> {
         buf.clear();
         buf.reserve(RECV_BUFFER);
         let n = loop {
@@ -312,15 +312,15 @@ impl NftSocket {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(NftError::Protocol(format!(
+                    return Err(NetError::NftProtocol(format!(
                         "no answer from the kernel within {REPLY_TIMEOUT:?}"
                     )))
                 }
-                Err(e) => return Err(NftError::io("receive from nftables", e)),
+                Err(e) => return Err(NetError::io("receive from nftables", e)),
             }
         };
         if n > buf.len() {
-            return Err(NftError::Protocol(format!(
+            return Err(NetError::NftProtocol(format!(
                 "reply of {n} bytes does not fit the {}-byte buffer",
                 buf.len()
             )));
@@ -329,7 +329,7 @@ impl NftSocket {
     }
 }
 
-pub(crate) fn set_recv_timeout(socket: &Socket, timeout: Duration) -> Result<(), NftError> {
+pub(crate) fn set_recv_timeout(socket: &Socket, timeout: Duration) -> Result<(), NetError> {
     let tv = nix::libc::timeval {
         tv_sec: timeout.as_secs() as nix::libc::time_t,
         tv_usec: timeout.subsec_micros() as nix::libc::suseconds_t,
@@ -346,7 +346,7 @@ pub(crate) fn set_recv_timeout(socket: &Socket, timeout: Duration) -> Result<(),
         )
     };
     if rc != 0 {
-        return Err(NftError::io(
+        return Err(NetError::io(
             "set SO_RCVTIMEO on netlink socket",
             io::Error::last_os_error(),
         ));

@@ -75,10 +75,11 @@ pub(crate) fn nest(buf: &mut Vec<u8>, kind: u16, fill: impl FnOnce(&mut Vec<u8>)
 }
 
 /// The attributes of a message payload or a nest: (type without flags, value).
-pub(crate) fn attributes(data: &[u8]) -> Result<Vec<(u16, &[u8])>, NftError> {
+pub(crate) fn attributes(data: &[u8]) -> Result<Vec<(u16, &[u8])>, NetError> {
     NlasIterator::new(data)
         .map(|nla| {
-            let nla = nla.map_err(|e| NftError::Protocol(format!("malformed attribute: {e}")))?;
+            let nla =
+                nla.map_err(|e| NetError::NftProtocol(format!("malformed attribute: {e}")))?;
             let kind = nla.kind() & NLA_TYPE_MASK;
             let len = usize::from(nla.length());
             Ok((kind, &nla.into_inner()[NLA_HEADER_SIZE..len]))
@@ -102,11 +103,11 @@ pub(crate) struct Message<'a> {
     pub(crate) payload: &'a [u8],
 }
 
-pub(crate) fn messages(mut data: &[u8]) -> Result<Vec<Message<'_>>, NftError> {
+pub(crate) fn messages(mut data: &[u8]) -> Result<Vec<Message<'_>>, NetError> {
     let mut out = Vec::new();
     while data.len() >= NLMSG_HDRLEN {
         let message = NetlinkBuffer::new_checked(data).map_err(|e| {
-            NftError::Protocol(format!(
+            NetError::NftProtocol(format!(
                 "malformed message in a {}-byte datagram: {e}",
                 data.len()
             ))
@@ -129,9 +130,9 @@ pub(crate) struct Ack {
     pub(crate) message: Option<String>,
 }
 
-pub(crate) fn parse_ack(m: &Message<'_>) -> Result<Ack, NftError> {
+pub(crate) fn parse_ack(m: &Message<'_>) -> Result<Ack, NetError> {
     let code =
-        read_i32(m.payload).ok_or_else(|| NftError::Protocol("truncated NLMSG_ERROR".into()))?;
+        read_i32(m.payload).ok_or_else(|| NetError::NftProtocol("truncated NLMSG_ERROR".into()))?;
     let mut message = None;
     if m.flags & NLM_F_ACK_TLVS != 0 {
         // After the errno comes the original header, plus its payload unless
