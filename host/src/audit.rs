@@ -53,10 +53,9 @@ impl AuditTrail {
         AuditTrail { path }
     }
 
-    /// The current time in the trail's format.
-    pub fn now() -> f64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
+    /// A time in the trail's format: seconds since the epoch, to the millisecond.
+    pub fn timestamp(time: SystemTime) -> f64 {
+        time.duration_since(UNIX_EPOCH)
             .map(|d| (d.as_millis() as f64) / 1000.0)
             .unwrap_or(0.0)
     }

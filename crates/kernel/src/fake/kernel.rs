@@ -76,9 +76,23 @@ impl Netlink for RecordingNetlink {
             }
             self.check_new_name("create_veth", peer_name)?;
         }
+        let remote = match (&self.peer_namespace, local_peer) {
+            (Some(other), false) => {
+                let other = other.clone();
+                other.lock().check_new_name("create_veth", peer_name)?;
+                Some(other)
+            }
+            _ => None,
+        };
         let index = self.insert(name, "veth", mtu, mac);
-        // A remote peer's index is unknown here; the kernel would report
-        // the index it has in the other namespace.
+        if let Some(other) = remote {
+            // Each end reports the index the other has in its own namespace.
+            let peer = other.lock().insert(peer_name, "veth", mtu, None);
+            other.lock().set_peer_index(peer, index);
+            self.set_peer_index(index, peer);
+        }
+        // Without a model of the other namespace, a remote peer's index is
+        // unknown here.
         if local_peer {
             let peer = self.insert(peer_name, "veth", mtu, None);
             for (this, other) in [(index, peer), (peer, index)] {

@@ -16,10 +16,12 @@ mod firewall;
 mod kernel;
 mod netlink;
 mod op;
+mod shared;
 
 pub use firewall::RecordingFirewall;
 pub use netlink::RecordingNetlink;
 pub use op::Op;
+pub use shared::SharedNetlink;
 
 #[cfg(test)]
 mod tests;

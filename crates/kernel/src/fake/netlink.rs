@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 use nix::errno::Errno;
 
-use super::Op;
+use super::{Op, SharedNetlink};
 use crate::netlink::{BridgeVlanFlags, LinkFacts, NetError, RouteFacts, RouteSpec};
 use crate::netns::NetnsHandle;
 
@@ -25,6 +25,8 @@ pub struct RecordingNetlink {
     pub(super) next_index: u32,
     pub(super) routes: Vec<RouteFacts>,
     pub(super) sysctls: BTreeMap<String, String>,
+    /// Where the peer of a veth goes when its namespace is not this one.
+    pub(super) peer_namespace: Option<SharedNetlink>,
 }
 
 impl Default for RecordingNetlink {
@@ -55,6 +57,7 @@ impl RecordingNetlink {
             next_index: 2,
             routes: Vec::new(),
             sysctls: BTreeMap::new(),
+            peer_namespace: None,
         }
     }
 
@@ -62,6 +65,16 @@ impl RecordingNetlink {
     /// peer namespace is the same one gets both ends here.
     pub fn bound_to(mut self, ns: NetnsHandle) -> Self {
         self.ns = Some(ns);
+        self
+    }
+
+    /// Makes a veth created here whose peer goes to another namespace put
+    /// that peer in `other` (for a container's model, the host's), and
+    /// deleting it here delete the peer there, as the kernel does; without it
+    /// the peer is dropped. (The link is one way: deleting the peer in
+    /// `other` leaves this end.)
+    pub fn with_peer_namespace(mut self, other: SharedNetlink) -> Self {
+        self.peer_namespace = Some(other);
         self
     }
 
@@ -153,6 +166,12 @@ impl RecordingNetlink {
         Ok(())
     }
 
+    pub(super) fn set_peer_index(&mut self, index: u32, peer: u32) {
+        if let Some(link) = self.links.get_mut(&index) {
+            link.facts.peer_index = Some(peer);
+        }
+    }
+
     pub(super) fn insert(
         &mut self,
         name: &str,
@@ -204,6 +223,15 @@ impl RecordingNetlink {
                     .is_some_and(|p| p.facts.peer_index == Some(index));
                 if is_our_peer {
                     self.remove(peer);
+                } else if let Some(other) = &self.peer_namespace {
+                    // ...and when its peer is in the other namespace.
+                    let mut other = other.lock();
+                    let remote_peer = other.links.get(&peer).is_some_and(|p| {
+                        p.facts.kind.as_deref() == Some("veth") && p.facts.peer_index == Some(index)
+                    });
+                    if remote_peer {
+                        other.remove(peer);
+                    }
                 }
             }
         }

@@ -3,29 +3,33 @@
 //! version. Pure with respect to the process: the caller passes the environment and
 //! stdin and prints what comes back.
 
+mod result_check;
+mod select;
+mod services;
+mod world;
+
+pub use world::{KernelAccess, NodeKernel, OpenedKernel, World};
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::audit::{self, AuditTrail};
 use crate::ipam::IpamDelegate;
-use crate::plugins::{ComponentSource, PluginStore};
+use crate::plugins::PluginStore;
 use crate::prefetch::Prefetch;
 use crate::settings::Settings;
 use cni::{self, CniError, CniResult, CniVersion, Command, ErrorCode, Invocation, Request};
-use kernel::applier::{apply_best_effort, Kernel, MasqDoors, Transaction};
-use kernel::netlink::NetError;
-use kernel::netns::NetnsHandle;
-use kernel::rtnl::RtNetlink;
+use kernel::applier::{apply_best_effort, Kernel, Transaction};
 use plan::policy::{Grant, Policy};
 use plan::validate;
-use plan::{Intent, MasqRuleFacts, ObservedLink, ObservedRoute, Side};
+use plan::{Intent, ObservedLink};
+use result_check::check_result;
 use runtime::Limits;
-use runtime::{
-    ComponentCache, GuestCommand, GuestLogLevel, GuestRequest, HostServices, PluginRuntime,
-};
-use timing;
+use runtime::{ComponentCache, GuestCommand, GuestRequest, PluginRuntime};
+use select::select_component;
+use services::{lock, KernelServices};
 
 /// What the process should do with an invocation's outcome.
 #[derive(Debug)]
@@ -40,9 +44,21 @@ pub enum Outcome {
     Error(CniError, String),
 }
 
-/// Serve one CNI invocation. `invoked_as` is the name the binary was run under
-/// (`loopback` for a multi-call symlink), or none when run as `wasm-cni`.
+/// Serve one CNI invocation on the node. `invoked_as` is the name the binary
+/// was run under (`loopback` for a multi-call symlink), or none when run as
+/// `wasm-cni`.
 pub fn run(
+    invoked_as: Option<&str>,
+    env: &BTreeMap<String, String>,
+    stdin: &[u8],
+    settings: &Settings,
+) -> Outcome {
+    run_in(&World::real(), invoked_as, env, stdin, settings)
+}
+
+/// Serve one CNI invocation in `world`.
+pub fn run_in(
+    world: &World,
     invoked_as: Option<&str>,
     env: &BTreeMap<String, String>,
     stdin: &[u8],
@@ -77,7 +93,7 @@ pub fn run(
     let version = request.config.cni_version;
     let started = Instant::now();
     let request = Arc::new(request);
-    let outcome = serve(invoked_as, &request, settings, env, None);
+    let outcome = serve(world, invoked_as, &request, settings, env, None);
     log_invocation(&request, &outcome, started);
     match outcome {
         Ok(Some(out)) => Outcome::Stdout(out),
@@ -127,81 +143,6 @@ fn version_of(stdin: &[u8]) -> String {
         .unwrap_or_else(|| CniVersion::CURRENT.as_str().to_string())
 }
 
-/// Which component serves this request, and the optional digest pin.
-fn select_component(
-    invoked_as: Option<&str>,
-    request: &Request,
-    store: &PluginStore,
-) -> Result<ComponentSource, CniError> {
-    let wasm = request.config.raw.get("wasm");
-    let field = |key: &str| -> Result<Option<String>, CniError> {
-        match wasm.and_then(|w| w.get(key)) {
-            None => Ok(None),
-            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(CniError::new(
-                ErrorCode::InvalidNetworkConfig,
-                format!("wasm.{key} must be a string, got {other}"),
-            )),
-        }
-    };
-    if wasm.is_some_and(|w| !w.is_object()) {
-        return Err(CniError::new(
-            ErrorCode::InvalidNetworkConfig,
-            "\"wasm\" must be an object like {\"component\": \"name\", \"digest\": \"sha256:...\"}",
-        ));
-    }
-    let name = match (field("component")?, invoked_as) {
-        (Some(name), _) => name,
-        (None, Some(name)) => name.to_string(),
-        (None, None) => request.config.plugin_type.clone().ok_or_else(|| {
-            CniError::new(
-                ErrorCode::InvalidNetworkConfig,
-                "no component to run: set \"type\" or \"wasm.component\"",
-            )
-        })?,
-    };
-    let source = store.find(&name)?;
-    if let Some(pin) = field("digest")? {
-        source.verify_pin(&pin)?;
-    }
-    Ok(source)
-}
-
-/// Open the container namespace named by `CNI_NETNS`. `Ok(None)` means "gone",
-/// which only DEL accepts.
-fn open_container_ns(request: &Request) -> Result<Option<NetnsHandle>, CniError> {
-    let Some(path) = &request.netns else {
-        return match request.command {
-            Command::Add | Command::Check => Err(CniError::new(
-                ErrorCode::InvalidEnvironment,
-                "required env variables [CNI_NETNS] missing",
-            )),
-            _ => Ok(None),
-        };
-    };
-    if matches!(request.command, Command::Gc | Command::Status) {
-        return Ok(None);
-    }
-    match NetnsHandle::open(path) {
-        Ok(ns) => Ok(Some(ns)),
-        // DEL must succeed when the container is already gone, including the
-        // tmpfs leftovers whose "unknown FS magic" wedges the reference (plugins#69).
-        Err(NetError::NetnsMissing(_) | NetError::NotANetns(_))
-            if request.command == Command::Del =>
-        {
-            Ok(None)
-        }
-        Err(e @ (NetError::NetnsMissing(_) | NetError::NotANetns(_))) => Err(CniError::new(
-            ErrorCode::InvalidEnvironment,
-            format!("CNI_NETNS {}: {e}", path.display()),
-        )),
-        Err(e) => Err(CniError::new(
-            ErrorCode::IoFailure,
-            format!("failed to open netns {}: {e}", path.display()),
-        )),
-    }
-}
-
 fn guest_command(c: Command) -> Result<GuestCommand, CniError> {
     Ok(match c {
         Command::Add => GuestCommand::Add,
@@ -232,97 +173,6 @@ fn guest_request(request: &Request) -> Result<GuestRequest, CniError> {
     })
 }
 
-fn lock(kernel: &Mutex<Kernel>) -> MutexGuard<'_, Kernel> {
-    // A panic while holding the lock leaves netlink state no worse than any other
-    // failure; keep serving (and rolling back) rather than cascading.
-    kernel.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The host services a main plugin sees, backed by the invocation's kernel doors.
-struct KernelServices {
-    kernel: Arc<Mutex<Kernel>>,
-    ipam: Arc<IpamDelegate>,
-    plugin: String,
-    container_id: String,
-}
-
-impl HostServices for KernelServices {
-    fn link(&mut self, side: Side, name: &str) -> Option<ObservedLink> {
-        let _t = timing::phase("guest-plan:look");
-        lock(&self.kernel).observe_link(side, name)
-    }
-
-    fn routes(&mut self, side: Side) -> Vec<ObservedRoute> {
-        let _t = timing::phase("guest-plan:look");
-        lock(&self.kernel).observe_routes(side)
-    }
-
-    fn fresh_link_name(&mut self, prefix: &str) -> String {
-        let _t = timing::phase("guest-plan:look");
-        let mut kernel = lock(&self.kernel);
-        let mut name = String::new();
-        // The reference retries random names ten times; with 32 random bits a
-        // collision on a node is already rare, and we check before answering.
-        for _ in 0..10 {
-            let mut bytes = [0u8; 4];
-            if getrandom::fill(&mut bytes).is_err() {
-                break;
-            }
-            name = format!("{prefix}{:08x}", u32::from_be_bytes(bytes));
-            if matches!(kernel.host.link_brief(&name), Ok(None)) {
-                break;
-            }
-        }
-        name
-    }
-
-    fn masquerade_rules(&mut self, network: &str) -> Vec<MasqRuleFacts> {
-        let _t = timing::phase("guest-plan:look");
-        lock(&self.kernel).masquerade_rules(network)
-    }
-
-    fn ipam(&mut self, command: GuestCommand) -> Result<Option<CniResult>, CniError> {
-        self.ipam.run(command)
-    }
-
-    fn log(&mut self, level: GuestLogLevel, message: &str) {
-        let (plugin, container) = (&self.plugin, &self.container_id);
-        match level {
-            GuestLogLevel::Debug => tracing::debug!(plugin, container, "{message}"),
-            GuestLogLevel::Info => tracing::info!(plugin, container, "{message}"),
-            GuestLogLevel::Warn => tracing::warn!(plugin, container, "{message}"),
-            GuestLogLevel::Error => tracing::error!(plugin, container, "{message}"),
-        }
-    }
-}
-
-fn open_kernel(container_ns: Option<&NetnsHandle>) -> Result<Kernel, CniError> {
-    let io = |what: &str, e: NetError| {
-        CniError::new(
-            ErrorCode::IoFailure,
-            format!("cannot open netlink in {what}: {e}"),
-        )
-    };
-    let host_ns = NetnsHandle::current().map_err(|e| io("the host namespace", e))?;
-    // Sockets open on first use: a loopback ADD never needs the host's, an
-    // IPAM plugin neither.
-    let host = RtNetlink::open(&host_ns).map_err(|e| io("the host namespace", e))?;
-    let container = match container_ns {
-        Some(ns) => Some(Box::new(
-            RtNetlink::open(ns).map_err(|e| io("the container namespace", e))?,
-        ) as Box<dyn kernel::netlink::Netlink>),
-        None => None,
-    };
-    Ok(Kernel {
-        host: Box::new(host),
-        host_ns,
-        container,
-        masq: MasqDoors::default(),
-        spoof: None,
-        valid_attachments: None,
-    })
-}
-
 /// Verbs that only look: their plans must be empty.
 fn is_read_only(c: Command) -> bool {
     matches!(c, Command::Check | Command::Status)
@@ -347,7 +197,14 @@ pub fn plan_only(
         }
     };
     let slot = Mutex::new(None);
-    serve(invoked_as, &request, settings, env, Some(&slot))?;
+    serve(
+        &World::real(),
+        invoked_as,
+        &request,
+        settings,
+        env,
+        Some(&slot),
+    )?;
     slot.into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .ok_or_else(|| {
@@ -370,6 +227,7 @@ fn grant_origin(grant: &Grant) -> String {
 }
 
 fn serve(
+    world: &World,
     invoked_as: Option<&str>,
     request: &Arc<Request>,
     settings: &Settings,
@@ -389,20 +247,11 @@ fn serve(
     let grant = Policy::grant_for(policy.as_ref(), &source.subject());
     let limits = grant.limits.apply(&settings.limits);
     let t_netns = timing::phase("open-netns");
-    let container_ns = open_container_ns(request)?;
-    if let Some(ns) = &container_ns {
-        let own = NetnsHandle::current().map_err(|e| {
-            CniError::new(ErrorCode::IoFailure, format!("cannot read own netns: {e}"))
-        })?;
-        let override_check = request.netns_override;
-        if !override_check && ns.same_as(&own).unwrap_or(false) {
-            return Err(CniError::new(
-                ErrorCode::InvalidNetns,
-                "plugin's netns and netns from CNI_NETNS should not be the same",
-            ));
-        }
-    }
-    let mut kernel = open_kernel(container_ns.as_ref())?;
+    let netns = world::container_netns(request)?;
+    let world::OpenedKernel {
+        mut kernel,
+        has_container,
+    } = world.kernel.open(request, netns)?;
     kernel.valid_attachments = request.config.valid_attachments.as_ref().map(|list| {
         list.iter()
             .map(|a| (a.container_id.clone(), a.ifname.clone()))
@@ -412,7 +261,10 @@ fn serve(
     drop(t_netns);
 
     let t_engine = timing::phase("engine");
-    let runtime = Arc::new(PluginRuntime::new()?);
+    let runtime = match &world.runtime {
+        Some(runtime) => Arc::clone(runtime),
+        None => Arc::new(PluginRuntime::new()?),
+    };
     drop(t_engine);
     let cache = ComponentCache::new(&settings.cache_dir);
     let t_load = timing::phase("component-load");
@@ -472,7 +324,8 @@ fn serve(
         sha256: &source.sha256,
         audit: &AuditTrail::new(settings.audit_log.clone()),
         guest_req: &guest_req,
-        has_container: container_ns.is_some(),
+        has_container,
+        clock: world.clock,
         dry_run,
     };
     let outcome = plan_and_apply(&ctx);
@@ -493,7 +346,7 @@ fn serve(
     // happen in a child after this process has exited (see `reaper`).
     let t = timing::phase("teardown:kernel");
     if dry_run.is_none() {
-        kernel::reaper::finish();
+        world.kernel.finish();
     }
     drop(kernel);
     drop(t);
@@ -514,6 +367,7 @@ struct PlanContext<'a> {
     audit: &'a AuditTrail,
     guest_req: &'a GuestRequest,
     has_container: bool,
+    clock: fn() -> std::time::SystemTime,
     /// `wasm-cni plan`: stop after validation and leave the plan here.
     dry_run: Option<&'a Mutex<Option<PlanReport>>>,
 }
@@ -546,6 +400,7 @@ fn plan_and_apply(ctx: &PlanContext<'_>) -> Result<Option<String>, CniError> {
         audit,
         guest_req,
         has_container,
+        clock,
         dry_run,
     } = *ctx;
     let services = KernelServices {
@@ -584,7 +439,7 @@ fn plan_and_apply(ctx: &PlanContext<'_>) -> Result<Option<String>, CniError> {
     };
     let record = |outcome: audit::Outcome, error: Option<&str>| {
         audit.record(&audit::Entry {
-            time: AuditTrail::now(),
+            time: AuditTrail::timestamp(clock()),
             command: request.command.as_str(),
             container: &request.container_id,
             network: &request.config.name,
@@ -694,88 +549,6 @@ fn apply_and_finish(
     Ok(result)
 }
 
-/// The result a runtime will trust must describe what was applied: every new
-/// interface is a link the plan touched (in the container, `CNI_IFNAME` or `lo`
-/// with `sandbox` = `CNI_NETNS`), its MAC is the kernel's, and every new container
-/// address is on that link. Entries copied from `prevResult` belong to earlier
-/// plugins and pass as they are.
-fn check_result(
-    result: &CniResult,
-    request: &Request,
-    observed: &[ObservedLink],
-    ipam: &[CniResult],
-) -> Result<(), CniError> {
-    let lie = |what: String| {
-        Err(CniError::new(
-            ErrorCode::ContractViolation,
-            format!("plugin result contradicts what was applied: {what}"),
-        ))
-    };
-    let prev = request.config.prev_result.as_ref();
-    let netns = request.netns.as_ref().map(|p| p.display().to_string());
-    let mut links: Vec<Option<&ObservedLink>> = Vec::new();
-    for iface in &result.interfaces {
-        if prev.is_some_and(|p| p.interfaces.contains(iface)) {
-            links.push(None);
-            continue;
-        }
-        let side = if iface.sandbox.is_some() {
-            Side::Container
-        } else {
-            Side::Host
-        };
-        if side == Side::Container && iface.sandbox != netns {
-            return lie(format!(
-                "interface {} claims sandbox {:?}",
-                iface.name, iface.sandbox
-            ));
-        }
-        let Some(link) = observed
-            .iter()
-            .find(|l| l.side == side && l.name == iface.name)
-        else {
-            return lie(format!(
-                "interface {} ({side}) was not touched by the plan",
-                iface.name
-            ));
-        };
-        if let (Some(claimed), Some(real)) = (&iface.mac, &link.mac) {
-            if !claimed.eq_ignore_ascii_case(&real.to_string()) {
-                return lie(format!(
-                    "interface {} has MAC {real}, not {claimed}",
-                    iface.name
-                ));
-            }
-        }
-        links.push(Some(link));
-    }
-    for ip in &result.ips {
-        if prev.is_some_and(|p| p.ips.contains(ip)) {
-            continue;
-        }
-        let on_link = |l: &ObservedLink| l.addresses.contains(&ip.address);
-        let ok = match ip.interface.and_then(|i| links.get(i as usize)) {
-            Some(Some(link)) if link.side == Side::Container => on_link(link),
-            Some(Some(_)) => true,
-            // An entry of prevResult's interfaces, or no interface at all.
-            _ => {
-                ipam.iter()
-                    .any(|r| r.ips.iter().any(|i| i.address == ip.address))
-                    || observed
-                        .iter()
-                        .any(|l| l.side == Side::Container && on_link(l))
-            }
-        };
-        if !ok {
-            return lie(format!(
-                "address {} is not on the container interface",
-                ip.address
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Facts about every link the plan named, after applying it.
 fn observe(kernel: &Mutex<Kernel>, intents: &[Intent]) -> Vec<ObservedLink> {
     let mut seen = Vec::new();
@@ -806,3 +579,6 @@ pub fn invoked_as(argv0: &Path) -> Option<String> {
         Some(base.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests;
