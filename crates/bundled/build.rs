@@ -32,6 +32,7 @@ fn main() {
     for (dir, _) in &crates {
         println!("cargo:rerun-if-changed={}", dir.display());
     }
+    require_tests(&guests, &crates);
 
     let target_dir = env::var_os("WASM_CNI_GUEST_TARGET_DIR")
         .map(PathBuf::from)
@@ -108,6 +109,39 @@ fn guest_crates(guests: &Path) -> Vec<(PathBuf, String)> {
     }
     found.sort();
     found
+}
+
+/// Every plugin that ships must have unit tests (as wasmtime makes an untested
+/// test program a compile error): the build fails naming the plugin otherwise.
+/// Guests under `testing/` exist to attack the host and are tested by it.
+fn require_tests(guests: &Path, crates: &[(PathBuf, String)]) {
+    for (dir, name) in crates {
+        if dir.starts_with(guests.join("testing")) {
+            continue;
+        }
+        if !has_test(&dir.join("src")) {
+            panic!(
+                "guest plugin {name} has no #[test] under {}: every bundled plugin \
+                 needs unit tests (see guest-plugins/README.md)",
+                dir.join("src").display()
+            );
+        }
+    }
+}
+
+fn has_test(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            has_test(&path)
+        } else {
+            path.extension().is_some_and(|e| e == "rs")
+                && fs::read_to_string(&path).is_ok_and(|text| text.contains("#[test]"))
+        }
+    })
 }
 
 fn build_guests(guests: &Path, target_dir: &Path) {

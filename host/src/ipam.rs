@@ -188,8 +188,8 @@ impl IpamDelegate {
         // Keys are matched like Go's JSON decoder (case-insensitively), as the
         // guest and the reference host-local match them: both must agree on the
         // directory.
-        let ipam = get_ci(&self.request.config.raw, "ipam").and_then(|v| v.as_object());
-        let data_dir = match ipam.and_then(|i| get_ci(i, "dataDir")) {
+        let ipam = cni::json::field(&self.request.config.raw, "ipam").and_then(|v| v.as_object());
+        let data_dir = match ipam.and_then(|i| cni::json::field(i, "dataDir")) {
             None | Some(serde_json::Value::Null) => PathBuf::from(DEFAULT_DATA_DIR),
             Some(serde_json::Value::String(s)) if s.is_empty() => PathBuf::from(DEFAULT_DATA_DIR),
             Some(serde_json::Value::String(s)) => PathBuf::from(s),
@@ -365,19 +365,6 @@ impl Drop for ScratchCopy {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);
     }
-}
-
-/// A key of a JSON object, exact match first, then case-insensitively (Go's
-/// encoding/json rule).
-fn get_ci<'a>(
-    map: &'a serde_json::Map<String, serde_json::Value>,
-    key: &str,
-) -> Option<&'a serde_json::Value> {
-    map.get(key).or_else(|| {
-        map.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    })
 }
 
 /// The first executable `name` in `dirs`.

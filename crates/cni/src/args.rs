@@ -1,7 +1,8 @@
 //! CNI_ARGS: `K1=V1;K2=V2` (SPEC.md §Parameters, parsed as the reference
 //! `types.LoadArgs` does).
 
-use super::error::{go_quote, go_quote_list, CniError};
+use super::error::CniError;
+use super::quote::{go_quote, go_quote_list};
 
 /// The key that makes unknown keys acceptable (reference `types.CommonArgs`).
 pub const IGNORE_UNKNOWN: &str = "IgnoreUnknown";
@@ -41,6 +42,16 @@ impl CniArgs {
         let args = CniArgs::parse_lenient(raw);
         args.validate()?;
         Ok(args)
+    }
+
+    /// Pairs a runtime already split (a guest gets CNI_ARGS so).
+    pub fn from_pairs(pairs: &[(String, String)]) -> CniArgs {
+        let raw: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        CniArgs {
+            raw: raw.join(";"),
+            pairs: pairs.to_vec(),
+            invalid: None,
+        }
     }
 
     /// Parses without failing; a malformed segment is remembered and
@@ -125,39 +136,66 @@ impl CniArgs {
     /// that forget it broke plugins for years (cni#126, cni#560); accepting
     /// them harms nothing since no plugin acts on them.
     pub fn check_known(&self, known: &[&str]) -> Result<(), CniError> {
+        self.load(known, |_, _| Ok(()))
+    }
+
+    /// The reference's `types.LoadArgs` into a plugin's args struct whose
+    /// fields are `known` (plus the embedded `CommonArgs`): pairs in order, each
+    /// known key's value handed to `value` (an error there is `ARGS: error
+    /// parsing value of pair "K=V": <error>`), `IgnoreUnknown` read as a Go
+    /// boolean, then the unknown keys refused unless `IgnoreUnknown` is set.
+    /// All code 4, with the same deviation for `K8S_*` keys as
+    /// [`CniArgs::check_known`].
+    pub fn load(
+        &self,
+        known: &[&str],
+        mut value: impl FnMut(&str, &str) -> Result<(), String>,
+    ) -> Result<(), CniError> {
         self.validate()?;
+        let fail = |msg: String| {
+            CniError::invalid_env(msg).with_details("from the CNI_ARGS environment variable")
+        };
+        let mut unknown = Vec::new();
         for (k, v) in &self.pairs {
-            if k == IGNORE_UNKNOWN
-                && !matches!(
-                    v.to_ascii_lowercase().as_str(),
-                    "1" | "true" | "0" | "false"
-                )
-            {
-                return Err(CniError::invalid_env(format!(
-                    "ARGS: error parsing value of pair {}: boolean unmarshal error: invalid input {}",
-                    go_quote(&format!("{k}={v}")),
-                    v.to_ascii_lowercase()
-                )));
+            let pair = || go_quote(&format!("{k}={v}"));
+            match k.as_str() {
+                IGNORE_UNKNOWN => {
+                    if !matches!(
+                        v.to_ascii_lowercase().as_str(),
+                        "1" | "true" | "0" | "false"
+                    ) {
+                        return Err(fail(format!(
+                            "ARGS: error parsing value of pair {}: boolean unmarshal error: invalid input {}",
+                            pair(),
+                            v.to_ascii_lowercase()
+                        )));
+                    }
+                }
+                // Go finds the embedded struct by its name and cannot decode
+                // text into it.
+                "CommonArgs" => {
+                    return Err(fail(
+                        "ARGS: cannot unmarshal into field 'CommonArgs' - type \
+                         '*types.CommonArgs' does not implement encoding.TextUnmarshaler"
+                            .to_string(),
+                    ))
+                }
+                key if known.contains(&key) => value(k, v).map_err(|e| {
+                    fail(format!("ARGS: error parsing value of pair {}: {e}", pair()))
+                })?,
+                key if key.starts_with("K8S_") => {}
+                _ => unknown.push(format!("{k}={v}")),
             }
         }
-        if self.ignore_unknown() {
-            return Ok(());
-        }
-        let unknown: Vec<String> = self
-            .pairs
-            .iter()
-            .filter(|(k, _)| {
-                k != IGNORE_UNKNOWN && !known.contains(&k.as_str()) && !k.starts_with("K8S_")
-            })
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        if unknown.is_empty() {
+        if unknown.is_empty() || self.ignore_unknown() {
             Ok(())
         } else {
-            Err(CniError::invalid_env(format!(
-                "ARGS: unknown args {}",
-                go_quote_list(&unknown)
-            )))
+            Err(
+                CniError::invalid_env(format!("ARGS: unknown args {}", go_quote_list(&unknown)))
+                    .with_details(
+                        "set IgnoreUnknown=1 in CNI_ARGS to ignore keys this plugin does not use",
+                    ),
+            )
         }
     }
 }
@@ -299,5 +337,35 @@ mod tests {
             .check_known(&[])
             .unwrap_err();
         assert_eq!(e.msg, "ARGS: unknown args [\"k8s_POD=x\"]");
+    }
+
+    #[test]
+    fn load_reads_known_values_in_order_like_the_reference() {
+        let args = CniArgs::from_pairs(&[
+            ("FOO".to_string(), "1".to_string()),
+            ("IP".to_string(), "10.0.0.5".to_string()),
+        ]);
+        assert_eq!(args.raw(), "FOO=1;IP=10.0.0.5");
+        let mut seen = Vec::new();
+        let e = args
+            .load(&["IP"], |k, v| {
+                seen.push((k.to_string(), v.to_string()));
+                Ok(())
+            })
+            .unwrap_err();
+        assert_eq!(seen, [("IP".to_string(), "10.0.0.5".to_string())]);
+        assert_eq!(e.code, ErrorCode::InvalidEnvironment);
+        assert_eq!(e.msg, r#"ARGS: unknown args ["FOO=1"]"#);
+        // A bad value of a known key fails before the unknown keys are counted.
+        let e = args.load(&["IP"], |_, _| Err("bad IP".into())).unwrap_err();
+        assert_eq!(
+            e.msg,
+            r#"ARGS: error parsing value of pair "IP=10.0.0.5": bad IP"#
+        );
+        let e = CniArgs::parse("CommonArgs=x")
+            .unwrap()
+            .check_known(&[])
+            .unwrap_err();
+        assert!(e.msg.contains("'CommonArgs'"), "{}", e.msg);
     }
 }

@@ -260,41 +260,6 @@ pub(crate) fn pretty_json<T: Serialize + ?Sized>(value: &T) -> Result<String, se
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// Quotes a string the way Go's `%q` / `strconv.Quote` does, so our messages
-/// and details match the reference byte for byte where they embed values.
-pub(crate) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if c.is_control() => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Go's `%q` of a `[]string`: `["a" "b"]`.
-pub(crate) fn go_quote_list<S: AsRef<str>>(items: &[S]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| go_quote(s.as_ref())).collect();
-    format!("[{}]", quoted.join(" "))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -405,13 +370,5 @@ mod tests {
         let orig = CniError::new(ErrorCode::ApplyFailed, "x").with_details("y");
         let back: CniError = serde_json::from_str(&orig.to_json("1.1.0")).unwrap();
         assert_eq!(back, orig);
-    }
-
-    #[test]
-    fn go_quoting() {
-        assert_eq!(go_quote("a"), "\"a\"");
-        assert_eq!(go_quote("a\"b\\c\n\t\u{1}"), "\"a\\\"b\\\\c\\n\\t\\x01\"");
-        assert_eq!(go_quote_list(&["0.1.0", "0.2.0"]), "[\"0.1.0\" \"0.2.0\"]");
-        assert_eq!(go_quote_list::<&str>(&[]), "[]");
     }
 }

@@ -11,12 +11,15 @@
 
 pub mod args;
 pub mod error;
+pub mod json;
+pub mod quote;
 pub mod request;
 pub mod result;
 pub mod version;
 
 pub use args::CniArgs;
 pub use error::{CniError, ErrorCode};
+pub use quote::{go_quote, go_quote_list};
 pub use request::{parse_invocation, Attachment, Command, Invocation, NetConf, Request};
 pub use result::{
     parse_result, render_result, render_result_string, CniResult, Dns, Interface, IpConfig, Route,

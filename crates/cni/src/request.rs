@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::args::CniArgs;
-use super::error::{go_quote, CniError, ErrorCode};
+use super::error::{CniError, ErrorCode};
+use super::quote::go_quote;
 use super::result::{field, kind, opt_str, parse_result, CniResult};
 use super::version::{check_command_version, CniVersion};
 

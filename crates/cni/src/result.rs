@@ -8,7 +8,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use super::error::{go_quote, pretty_json, CniError};
+use super::error::{pretty_json, CniError};
+use super::quote::go_quote;
 use super::version::CniVersion;
 
 /// A result in the 1.1.0 model. `Serialize` writes the 1.x shape without

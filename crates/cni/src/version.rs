@@ -5,7 +5,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::error::{go_quote, go_quote_list, CniError, ErrorCode};
+use super::error::{CniError, ErrorCode};
+use super::quote::{go_quote, go_quote_list};
 use super::request::Command;
 
 /// Every spec version we accept in a config, in ascending order; the same

@@ -65,15 +65,10 @@ fn reject(index: usize, intent: &Intent, rule: &str, value: &str) -> CniError {
     .with_details(format!("intent: {intent}; nothing was applied"))
 }
 
-/// Whether `name` is a valid Linux interface name.
+/// Whether `name` is a valid Linux interface name (the reference's
+/// `ValidateInterfaceName`, shared with the protocol's check of `CNI_IFNAME`).
 pub fn valid_ifname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_IFNAME_LEN
-        && name != "."
-        && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    cni::request::validate_interface_name(name).is_ok()
 }
 
 /// Host links the plan creates, gathered first so that order inside the plan does

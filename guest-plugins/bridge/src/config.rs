@@ -2,7 +2,9 @@
 //! its validation errors (same messages), parsed from the raw JSON so that a value
 //! of the wrong type is reported with its key.
 
-use serde_json::{Map, Value};
+use cni::json::Fields;
+use cni::{go_quote, CniArgs, CniError};
+use serde_json::Value;
 
 /// The reference's default bridge name.
 pub const DEFAULT_BRIDGE: &str = "cni0";
@@ -59,137 +61,95 @@ pub struct Dns {
     pub options: Vec<String>,
 }
 
-/// A config error: the reference's message, code 7 (invalid network config).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfError(pub String);
+type Res<T> = Result<T, CniError>;
 
-type Res<T> = Result<T, ConfError>;
-
+/// Code 7 (invalid network config) with the reference's message.
 fn err<T>(msg: impl Into<String>) -> Res<T> {
-    Err(ConfError(msg.into()))
-}
-
-fn get_bool(m: &Map<String, Value>, key: &str) -> Res<bool> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(v) => err(format!("{key} must be a boolean, got {v}")),
-    }
-}
-
-fn get_str<'a>(m: &'a Map<String, Value>, key: &str) -> Res<Option<&'a str>> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => err(format!("{key} must be a string, got {v}")),
-    }
-}
-
-fn get_int(m: &Map<String, Value>, key: &str) -> Res<Option<i64>> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(i) => Ok(Some(i)),
-            None => err(format!("{key} must be an integer, got {n}")),
-        },
-        Some(v) => err(format!("{key} must be an integer, got {v}")),
-    }
-}
-
-fn get_str_list(m: &Map<String, Value>, key: &str) -> Res<Vec<String>> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s.clone()),
-                other => err(format!("{key} must hold strings, got {other}")),
-            })
-            .collect(),
-        Some(v) => err(format!("{key} must be a list of strings, got {v}")),
-    }
+    Err(CniError::invalid_config(msg))
 }
 
 /// Parse and validate the config, with CNI_ARGS for the `MAC` key.
 pub fn parse(config: &str, cni_args: &[(String, String)]) -> Res<BridgeConf> {
     let value: Value = serde_json::from_str(config)
-        .map_err(|e| ConfError(format!("failed to load netconf: {e}")))?;
-    let Some(m) = value.as_object() else {
+        .map_err(|e| CniError::invalid_config(format!("failed to load netconf: {e}")))?;
+    let Some(m) = value.as_object().map(Fields::root) else {
         return err("failed to load netconf: not a JSON object");
     };
-    let bridge = get_str(m, "bridge")?
+    let bridge = m
+        .str("bridge")?
         .filter(|b| !b.is_empty())
         .unwrap_or(DEFAULT_BRIDGE)
         .to_string();
 
-    let vlan = match get_int(m, "vlan")? {
+    let vlan = match m.int("vlan")? {
         None => 0,
         Some(v) if (0..=4094).contains(&v) => v as u16,
         Some(v) => return err(format!("invalid VLAN ID {v} (must be between 0 and 4094)")),
     };
-    let vlan_trunk = parse_trunk(m)?;
+    let vlan_trunk = parse_trunk(&m)?;
 
-    let ip_masq_backend = match get_str(m, "ipMasqBackend")? {
+    let ip_masq_backend = match m.str("ipMasqBackend")? {
         None | Some("") | Some("nftables") => MasqBackend::Nftables,
         Some("iptables") => MasqBackend::Iptables,
-        Some(other) => return err(format!("unknown ipmasq backend {other:?}")),
+        Some(other) => return err(format!("unknown ipmasq backend {}", go_quote(other))),
     };
 
-    let mtu = match get_int(m, "mtu")? {
+    let mtu = match m.int("mtu")? {
         None | Some(0) => None,
         Some(v) if (68..=65535).contains(&v) => Some(v as u32),
         Some(v) => return err(format!("invalid MTU {v} (must be between 68 and 65535)")),
     };
 
     let ipam_type = match m.get("ipam") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(ipam)) => get_str(ipam, "type")
-            .map_err(|e| ConfError(format!("ipam.{}", e.0)))?
+        None => None,
+        Some(ipam) => Fields::of(ipam, "ipam")?
+            .str("type")?
             .filter(|t| !t.is_empty())
             .map(str::to_string),
-        Some(v) => return err(format!("ipam must be an object, got {v}")),
     };
 
     let dns = match m.get("dns") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(d)) => {
+        None => None,
+        Some(d) => {
+            let d = Fields::of(d, "dns")?;
             let dns = Dns {
-                nameservers: get_str_list(d, "nameservers")?,
-                domain: get_str(d, "domain")?
+                nameservers: d.str_list("nameservers")?,
+                domain: d
+                    .str("domain")?
                     .filter(|s| !s.is_empty())
                     .map(str::to_string),
-                search: get_str_list(d, "search")?,
-                options: get_str_list(d, "options")?,
+                search: d.str_list("search")?,
+                options: d.str_list("options")?,
             };
             (dns != Dns::default()).then_some(dns)
         }
-        Some(v) => return err(format!("dns must be an object, got {v}")),
     };
+    let flag = |key: &str| m.bool(key).map(Option::unwrap_or_default);
 
     let mut conf = BridgeConf {
-        network: get_str(m, "name")?.unwrap_or_default().to_string(),
-        cni_version: get_str(m, "cniVersion")?.unwrap_or_default().to_string(),
+        network: m.str("name")?.unwrap_or_default().to_string(),
+        cni_version: m.str("cniVersion")?.unwrap_or_default().to_string(),
         bridge,
-        is_gateway: get_bool(m, "isGateway")?,
-        is_default_gateway: get_bool(m, "isDefaultGateway")?,
-        force_address: get_bool(m, "forceAddress")?,
-        ip_masq: get_bool(m, "ipMasq")?,
+        is_gateway: flag("isGateway")?,
+        is_default_gateway: flag("isDefaultGateway")?,
+        force_address: flag("forceAddress")?,
+        ip_masq: flag("ipMasq")?,
         ip_masq_backend,
         mtu,
-        hairpin_mode: get_bool(m, "hairpinMode")?,
-        promisc_mode: get_bool(m, "promiscMode")?,
+        hairpin_mode: flag("hairpinMode")?,
+        promisc_mode: flag("promiscMode")?,
         vlan,
         vlan_trunk,
-        preserve_default_vlan: get_bool(m, "preserveDefaultVlan")?,
-        macspoofchk: get_bool(m, "macspoofchk")?,
-        enable_dad: get_bool(m, "enabledad")?,
-        disable_container_interface: get_bool(m, "disableContainerInterface")?,
-        port_isolation: get_bool(m, "portIsolation")?,
+        preserve_default_vlan: flag("preserveDefaultVlan")?,
+        macspoofchk: flag("macspoofchk")?,
+        enable_dad: flag("enabledad")?,
+        disable_container_interface: flag("disableContainerInterface")?,
+        port_isolation: flag("portIsolation")?,
         ipam_type,
         dns,
         mac: None,
     };
-    conf.mac = container_mac(m, cni_args)?;
+    conf.mac = container_mac(&m, cni_args)?;
 
     if conf.is_default_gateway {
         conf.is_gateway = true;
@@ -203,18 +163,14 @@ pub fn parse(config: &str, cni_args: &[(String, String)]) -> Res<BridgeConf> {
     Ok(conf)
 }
 
-fn parse_trunk(m: &Map<String, Value>) -> Res<Vec<VlanRange>> {
-    let Some(trunk) = m.get("vlanTrunk") else {
+fn parse_trunk(m: &Fields<'_>) -> Res<Vec<VlanRange>> {
+    let Some(items) = m.array("vlanTrunk")? else {
         return Ok(Vec::new());
     };
-    let Value::Array(items) = trunk else {
-        return err(format!("vlanTrunk must be a list, got {trunk}"));
-    };
     let mut out = Vec::new();
-    for item in items {
-        let Value::Object(t) = item else {
-            return err(format!("vlanTrunk entries must be objects, got {item}"));
-        };
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("vlanTrunk[{i}]");
+        let t = Fields::of(item, &path)?;
         let check = |v: i64| -> Res<u16> {
             if (1..=4094).contains(&v) {
                 Ok(v as u16)
@@ -224,7 +180,7 @@ fn parse_trunk(m: &Map<String, Value>) -> Res<Vec<VlanRange>> {
                 ))
             }
         };
-        let (min, max) = (get_int(t, "minID")?, get_int(t, "maxID")?);
+        let (min, max) = (t.int("minID")?, t.int("maxID")?);
         match (min, max) {
             (Some(min), Some(max)) => {
                 let (min, max) = (check(min)?, check(max)?);
@@ -236,7 +192,7 @@ fn parse_trunk(m: &Map<String, Value>) -> Res<Vec<VlanRange>> {
             (None, None) => {}
             _ => return err("minID and maxID should be configured simultaneously"),
         }
-        if let Some(id) = get_int(t, "id")? {
+        if let Some(id) = t.int("id")? {
             let id = check(id)?;
             out.push(VlanRange { min: id, max: id });
         }
@@ -246,39 +202,26 @@ fn parse_trunk(m: &Map<String, Value>) -> Res<Vec<VlanRange>> {
 
 /// The container MAC, by the reference's precedence (the later source wins):
 /// CNI_ARGS `MAC=`, then `args.cni.mac`, then `runtimeConfig.mac`.
-fn container_mac(m: &Map<String, Value>, cni_args: &[(String, String)]) -> Res<Option<String>> {
+fn container_mac(m: &Fields<'_>, cni_args: &[(String, String)]) -> Res<Option<String>> {
     let mut mac = None;
-    let mut unknown = Vec::new();
-    let ignore_unknown = cni_args
-        .iter()
-        .any(|(k, v)| k == "IgnoreUnknown" && (v == "1" || v.eq_ignore_ascii_case("true")));
-    for (k, v) in cni_args {
-        match k.as_str() {
-            "MAC" => mac = Some(v.clone()),
-            "IgnoreUnknown" => {}
-            // Kubernetes always sends these (with IgnoreUnknown); tolerate them
-            // even without it rather than fail a pod.
-            k if k.starts_with("K8S_") => {}
-            _ => unknown.push(format!("{k}={v}")),
-        }
-    }
-    if !unknown.is_empty() && !ignore_unknown {
-        return err(format!("ARGS: unknown args {unknown:?}"));
-    }
-    if let Some(Value::Object(args)) = m.get("args") {
-        if let Some(Value::Object(cni)) = args.get("cni") {
-            if let Some(v) = get_str(cni, "mac")? {
+    CniArgs::from_pairs(cni_args).load(&["MAC"], |_, v| {
+        mac = Some(v.to_string());
+        Ok(())
+    })?;
+    if let Some(args) = m.get("args") {
+        if let Some(cni) = Fields::of(args, "args")?.get("cni") {
+            if let Some(v) = Fields::of(cni, "args.cni")?.str("mac")? {
                 mac = Some(v.to_string());
             }
         }
     }
-    if let Some(Value::Object(rc)) = m.get("runtimeConfig") {
-        if let Some(v) = get_str(rc, "mac")? {
+    if let Some(rc) = m.get("runtimeConfig") {
+        if let Some(v) = Fields::of(rc, "runtimeConfig")?.str("mac")? {
             mac = Some(v.to_string());
         }
     }
     match mac {
-        Some(mac) if !valid_mac(&mac) => err(format!("invalid MAC address {mac:?}")),
+        Some(mac) if !valid_mac(&mac) => err(format!("invalid MAC address {}", go_quote(&mac))),
         other => Ok(other.map(|m| m.to_ascii_lowercase())),
     }
 }
@@ -294,6 +237,7 @@ fn valid_mac(mac: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cni::ErrorCode;
 
     fn conf(extra: &str) -> Res<BridgeConf> {
         parse(
@@ -335,8 +279,11 @@ mod tests {
                 "cannot use IPAM when DisableContainerInterface",
             ),
             (r#","ipMasqBackend":"pf""#, "unknown ipmasq backend \"pf\""),
-            (r#","isGateway":"yes""#, "isGateway must be a boolean"),
-            (r#","mtu":"1500""#, "mtu must be an integer"),
+            (
+                r#","isGateway":"yes""#,
+                "isGateway: expected a boolean, got \"yes\"",
+            ),
+            (r#","mtu":"1500""#, "mtu: expected an integer, got \"1500\""),
             (r#","mtu":10"#, "invalid MTU 10"),
             (
                 r#","vlanTrunk":[{"minID":10}]"#,
@@ -351,11 +298,12 @@ mod tests {
                 r#","runtimeConfig":{"mac":"zz"}"#,
                 "invalid MAC address \"zz\"",
             ),
-            (r#","ipam":[]"#, "ipam must be an object"),
+            (r#","ipam":[]"#, "ipam: expected an object, got []"),
         ];
         for (extra, want) in cases {
             let e = conf(extra).expect_err(extra);
-            assert!(e.0.contains(want), "{extra}: {} lacks {want}", e.0);
+            assert_eq!(e.code, ErrorCode::InvalidNetworkConfig, "{extra}");
+            assert!(e.msg.contains(want), "{extra}: {} lacks {want}", e.msg);
         }
     }
 
@@ -385,10 +333,10 @@ mod tests {
     fn cni_args_unknown_keys() {
         let base = r#"{"cniVersion":"1.0.0","name":"n"}"#;
         let unknown = vec![("FOO".to_string(), "1".to_string())];
-        assert!(parse(base, &unknown)
-            .expect_err("unknown")
-            .0
-            .contains("unknown args"));
+        let e = parse(base, &unknown).expect_err("unknown");
+        // The shared CNI_ARGS reader: code 4, as host-local and the host say.
+        assert_eq!(e.code, ErrorCode::InvalidEnvironment);
+        assert_eq!(e.msg, r#"ARGS: unknown args ["FOO=1"]"#);
         let ignored = vec![
             ("IgnoreUnknown".to_string(), "1".to_string()),
             ("FOO".to_string(), "1".to_string()),
@@ -396,6 +344,15 @@ mod tests {
         parse(base, &ignored).expect("ignored");
         let k8s = vec![("K8S_POD_NAME".to_string(), "p".to_string())];
         parse(base, &k8s).expect("k8s keys tolerated");
+    }
+
+    #[test]
+    fn keys_match_like_go_decoding() {
+        // encoding/json matches a key ignoring ASCII case; null is absent.
+        let c = conf(r#","IsGateway":true,"MTU":1400,"bridge":null"#).expect("parses");
+        assert!(c.is_gateway);
+        assert_eq!(c.mtu, Some(1400));
+        assert_eq!(c.bridge, DEFAULT_BRIDGE);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod plan;
 
 use std::sync::Mutex;
 
+use cni::CniError;
+
 use exports::wasm_cni::plugin::plugin::Guest;
 use wasm_cni::plugin::host;
 use wasm_cni::plugin::types::{
@@ -25,26 +27,23 @@ static PENDING: Mutex<Option<CniResult>> = Mutex::new(None);
 
 struct Bridge;
 
-fn error(code: u32, msg: impl Into<String>) -> PluginError {
+/// The shared CNI error as the contract carries it.
+fn plugin_error(e: CniError) -> PluginError {
     PluginError {
-        code,
-        msg: msg.into(),
-        details: String::new(),
+        code: e.code.as_u32(),
+        msg: e.msg,
+        details: e.details,
     }
-}
-
-fn conf_error(e: config::ConfError) -> PluginError {
-    error(7, e.0)
 }
 
 /// A runtime failure: the reference reports these as 999 (untyped errors).
 fn failure(msg: String) -> PluginError {
-    error(999, msg)
+    plugin_error(CniError::internal(msg))
 }
 
 impl Guest for Bridge {
     fn plan(req: Request) -> Result<NetworkPlan, PluginError> {
-        let conf = config::parse(&req.config, &req.cni_args).map_err(conf_error)?;
+        let conf = config::parse(&req.config, &req.cni_args).map_err(plugin_error)?;
         let intents = match req.command {
             Command::Add => add(&conf, &req)?,
             Command::Del => {

@@ -14,8 +14,8 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
-use crate::error::{code, Failure};
 use crate::ip;
+use cni::{CniError, ErrorCode};
 
 mod cni_args;
 mod raw;
@@ -170,16 +170,16 @@ fn in_subnet(subnet: IpAddr, prefix: u8, addr: IpAddr) -> bool {
 ///
 /// Errors carry code 6 when `config` is not JSON, 4 for `CNI_ARGS`, and 7 for
 /// everything else.
-pub fn load(config: &str, cni_args: &[(String, String)]) -> Result<IpamConfig, Failure> {
+pub fn load(config: &str, cni_args: &[(String, String)]) -> Result<IpamConfig, CniError> {
     let root: Value = serde_json::from_str(config).map_err(|e| {
-        Failure::new(
-            code::DECODING_FAILURE,
+        CniError::new(
+            ErrorCode::DecodingFailure,
             format!("error unmarshall network config: {e}"),
         )
     })?;
     let raw = RawConfig::parse(&root)?;
     let Some(ipam) = raw.ipam else {
-        return Err(Failure::config("IPAM config missing 'ipam' key"));
+        return Err(CniError::invalid_config("IPAM config missing 'ipam' key"));
     };
 
     let mut requested = Vec::new();
@@ -192,8 +192,9 @@ pub fn load(config: &str, cni_args: &[(String, String)]) -> Result<IpamConfig, F
     for ip in requested {
         // An empty string in `args.cni.ips` or `runtimeConfig.ips` decodes to a
         // nil IP in the reference, which its canonicalisation then rejects.
-        let ip =
-            ip.ok_or_else(|| Failure::config("cannot understand ip: IP <nil> not v4 nor v6"))?;
+        let ip = ip.ok_or_else(|| {
+            CniError::invalid_config("cannot understand ip: IP <nil> not v4 nor v6")
+        })?;
         if !requested_ips.contains(&ip) {
             requested_ips.push(ip);
         }
@@ -205,13 +206,13 @@ pub fn load(config: &str, cni_args: &[(String, String)]) -> Result<IpamConfig, F
     }
     raw_sets.extend(ipam.ranges);
     if raw_sets.is_empty() {
-        return Err(Failure::config("no IP ranges specified"));
+        return Err(CniError::invalid_config("no IP ranges specified"));
     }
 
     let mut range_sets = Vec::with_capacity(raw_sets.len());
     for (i, (source, raw_set)) in raw_sets.iter().enumerate() {
         let set = canonicalize_set(raw_set).map_err(|e| {
-            Failure::config(format!("invalid range set {i}: {e}"))
+            CniError::invalid_config(format!("invalid range set {i}: {e}"))
                 .with_details(format!("range set {i} is {source}"))
         })?;
         range_sets.push(set);
@@ -220,7 +221,7 @@ pub fn load(config: &str, cni_args: &[(String, String)]) -> Result<IpamConfig, F
     let v4 = range_sets.iter().filter(|s| s.is_v4()).count();
     let v6 = range_sets.len() - v4;
     if (v4 > 1 || v6 > 1) && !version_at_least(&raw.cni_version, (0, 3, 0)) {
-        return Err(Failure::config(format!(
+        return Err(CniError::invalid_config(format!(
             "CNI version {} does not support more than 1 address per family",
             raw.cni_version
         ))
@@ -236,10 +237,12 @@ pub fn load(config: &str, cni_args: &[(String, String)]) -> Result<IpamConfig, F
     for (i, (a, a_source)) in named.iter().enumerate() {
         for (j, (b, b_source)) in named.iter().enumerate().skip(i + 1) {
             if a.overlaps(b) {
-                return Err(Failure::config(format!("range set {i} overlaps with {j}"))
-                    .with_details(format!(
-                        "range set {i} is {a_source} ({a}), range set {j} is {b_source} ({b})"
-                    )));
+                return Err(
+                    CniError::invalid_config(format!("range set {i} overlaps with {j}"))
+                        .with_details(format!(
+                            "range set {i} is {a_source} ({a}), range set {j} is {b_source} ({b})"
+                        )),
+                );
             }
         }
     }

@@ -14,7 +14,6 @@
 
 pub mod allocator;
 pub mod config;
-pub mod error;
 pub mod ip;
 pub mod store;
 pub mod verbs;
@@ -98,7 +97,7 @@ impl Guest for HostLocal {
         match verbs::serve(&call, &mut store, &WitHost) {
             Ok(result) => Ok(result.map(to_cni_result)),
             Err(e) => Err(PluginError {
-                code: e.code,
+                code: e.code.as_u32(),
                 msg: e.msg,
                 details: e.details,
             }),

@@ -7,8 +7,8 @@
 
 use crate::allocator::{self, AddError, AllocError, Owner, ValidAttachment};
 use crate::config::{self, Route};
-use crate::error::{code, Failure};
 use crate::store::{Store, StoreError};
+use cni::{CniError, ErrorCode};
 
 /// The CNI verb (VERSION never reaches a guest).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,7 +109,7 @@ pub fn serve<S: Store, H: HostServices>(
     call: &Call<'_>,
     store: &mut S,
     host: &H,
-) -> Result<Option<IpamResult>, Failure> {
+) -> Result<Option<IpamResult>, CniError> {
     let cfg = config::load(call.config, call.cni_args)?;
     let owner = Owner {
         container_id: call.container_id,
@@ -129,12 +129,12 @@ fn add<S: Store, H: HostServices>(
     owner: Owner<'_>,
     store: &mut S,
     host: &H,
-) -> Result<IpamResult, Failure> {
+) -> Result<IpamResult, CniError> {
     // Read before allocating, as the reference does: a bad path changes nothing.
     let dns = match &cfg.resolv_conf {
         Some(path) => {
             let dns = host.read_resolv_conf(path).map_err(|e| {
-                Failure::new(code::INTERNAL, e)
+                CniError::new(ErrorCode::Internal, e)
                     .with_details(format!("reading ipam.resolvConf {path:?}"))
             })?;
             (!dns.is_empty()).then_some(dns)
@@ -167,51 +167,51 @@ fn add<S: Store, H: HostServices>(
     })
 }
 
-fn add_failure(e: AddError) -> Failure {
+fn add_failure(e: AddError) -> CniError {
     let (code, details) = match &e {
         AddError::Range { source, .. } => match source {
             AllocError::Store(s) => (store_code(s), String::new()),
             AllocError::Exhausted { .. } => (
-                code::INTERNAL,
+                ErrorCode::Internal,
                 "every address of the range set is reserved: release stale reservations (DEL, GC) or widen the ranges".to_string(),
             ),
             AllocError::Duplicate { .. } => (
-                code::INTERNAL,
+                ErrorCode::Internal,
                 "this attachment already holds an address of the range set: DEL it before adding it again".to_string(),
             ),
             AllocError::RequestedIsGateway(_) | AllocError::RequestedUnavailable { .. } => {
-                (code::INTERNAL, String::new())
+                (ErrorCode::Internal, String::new())
             }
         },
         AddError::Unfulfilled(_) => (
-            code::INTERNAL,
+            ErrorCode::Internal,
             "each requested IP must lie between rangeStart and rangeEnd of a range set, at most one per set".to_string(),
         ),
     };
-    Failure::new(code, e.to_string()).with_details(details)
+    CniError::new(code, e.to_string()).with_details(details)
 }
 
-fn store_code(e: &StoreError) -> u32 {
+fn store_code(e: &StoreError) -> ErrorCode {
     if e.is_transient() {
-        code::TRY_AGAIN_LATER
+        ErrorCode::TryAgainLater
     } else {
-        code::INTERNAL
+        ErrorCode::Internal
     }
 }
 
-fn store_failure(e: StoreError) -> Failure {
-    Failure::new(store_code(&e), e.to_string())
+fn store_failure(e: StoreError) -> CniError {
+    CniError::new(store_code(&e), e.to_string())
 }
 
 /// Errors of a best-effort walk, joined like the reference joins DEL errors.
-fn walk_failure(errors: &[StoreError]) -> Failure {
+fn walk_failure(errors: &[StoreError]) -> CniError {
     let code = if errors.iter().all(StoreError::is_transient) {
-        code::TRY_AGAIN_LATER
+        ErrorCode::TryAgainLater
     } else {
-        code::INTERNAL
+        ErrorCode::Internal
     };
     let msg: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    Failure::new(code, msg.join("; "))
+    CniError::new(code, msg.join("; "))
 }
 
 fn del<S: Store, H: HostServices>(
@@ -219,7 +219,7 @@ fn del<S: Store, H: HostServices>(
     sets: usize,
     store: &mut S,
     host: &H,
-) -> Result<(), Failure> {
+) -> Result<(), CniError> {
     let report = allocator::release(store, owner, sets).map_err(store_failure)?;
     for entry in &report.released {
         host.log(
@@ -237,12 +237,12 @@ fn del<S: Store, H: HostServices>(
     }
 }
 
-fn check<S: Store>(owner: Owner<'_>, sets: usize, store: &S) -> Result<(), Failure> {
+fn check<S: Store>(owner: Owner<'_>, sets: usize, store: &S) -> Result<(), CniError> {
     if allocator::find(store, owner, sets).map_err(store_failure)? {
         Ok(())
     } else {
-        Err(Failure::new(
-            code::INTERNAL,
+        Err(CniError::new(
+            ErrorCode::Internal,
             format!(
                 "host-local: Failed to find address added by container {}",
                 owner.container_id
@@ -255,7 +255,7 @@ fn gc<S: Store, H: HostServices>(
     valid: Option<&[ValidAttachment]>,
     store: &mut S,
     host: &H,
-) -> Result<(), Failure> {
+) -> Result<(), CniError> {
     let Some(valid) = valid else {
         // cnitool sends GC without any list: nothing is known to be stale.
         host.log(
@@ -278,15 +278,15 @@ fn gc<S: Store, H: HostServices>(
     }
 }
 
-fn status<S: Store>(cfg: &config::IpamConfig, store: &S) -> Result<(), Failure> {
+fn status<S: Store>(cfg: &config::IpamConfig, store: &S) -> Result<(), CniError> {
     match allocator::first_exhausted(store, &cfg.range_sets) {
-        Err(e) => Err(Failure::new(
-            code::LIMITED_CONNECTIVITY,
+        Err(e) => Err(CniError::new(
+            ErrorCode::LimitedConnectivity,
             format!("host-local: the IP reservation store is unusable: {e}"),
         )
         .with_details("check the network's directory under ipam.dataDir")),
-        Ok(Some((i, set))) => Err(Failure::new(
-            code::PLUGIN_NOT_AVAILABLE,
+        Ok(Some((i, set))) => Err(CniError::new(
+            ErrorCode::PluginNotAvailable,
             format!("no IP addresses available in range set: {set}"),
         )
         .with_details(format!(

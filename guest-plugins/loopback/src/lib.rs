@@ -21,6 +21,8 @@ use wasm_cni::plugin::types::{
     PluginError, Request,
 };
 
+use cni::{go_quote, CniError};
+
 const LO: &str = "lo";
 
 struct Loopback;
@@ -63,24 +65,9 @@ impl Guest for Loopback {
             .iter()
             .find(|l| l.ns == Netns::Container && l.name == LO)
             .ok_or_else(|| error("loopback interface not found after setting it up"))?;
-        let mut first_v4 = None;
-        let mut first_v6 = None;
-        for addr in &facts.addresses {
-            if !is_loopback_cidr(addr) {
-                return Err(error(&format!(
-                    "loopback interface found with non-loopback address {addr:?}"
-                )));
-            }
-            let slot = if addr.contains(':') {
-                &mut first_v6
-            } else {
-                &mut first_v4
-            };
-            slot.get_or_insert_with(|| addr.clone());
-        }
-        let ips = [first_v4, first_v6]
+        let ips = result_addresses(&facts.addresses)
+            .map_err(plugin_error)?
             .into_iter()
-            .flatten()
             .map(|address| CniIp {
                 address,
                 gateway: None,
@@ -112,12 +99,66 @@ fn is_loopback_cidr(cidr: &str) -> bool {
     }
 }
 
-fn error(msg: &str) -> PluginError {
+/// What ADD reports of `lo`'s addresses, as the reference does: the first IPv4
+/// and the first IPv6 one, and an error for any address outside loopback.
+fn result_addresses(addresses: &[String]) -> Result<Vec<String>, CniError> {
+    let mut first_v4 = None;
+    let mut first_v6 = None;
+    for addr in addresses {
+        if !is_loopback_cidr(addr) {
+            return Err(CniError::internal(format!(
+                "loopback interface found with non-loopback address {}",
+                go_quote(addr)
+            )));
+        }
+        let slot = if addr.contains(':') {
+            &mut first_v6
+        } else {
+            &mut first_v4
+        };
+        slot.get_or_insert_with(|| addr.clone());
+    }
+    Ok([first_v4, first_v6].into_iter().flatten().collect())
+}
+
+/// The shared CNI error as the contract carries it.
+fn plugin_error(e: CniError) -> PluginError {
     PluginError {
-        code: 999,
-        msg: msg.to_string(),
-        details: String::new(),
+        code: e.code.as_u32(),
+        msg: e.msg,
+        details: e.details,
     }
 }
 
+/// A runtime failure: the reference reports these as 999 (untyped errors).
+fn error(msg: &str) -> PluginError {
+    plugin_error(CniError::internal(msg))
+}
+
 export!(Loopback);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_the_first_address_of_each_family() {
+        let addrs = ["127.0.0.1/8", "::1/128", "127.0.0.2/8"].map(String::from);
+        assert_eq!(
+            result_addresses(&addrs).expect("loopback"),
+            ["127.0.0.1/8", "::1/128"]
+        );
+        assert!(result_addresses(&[]).expect("none").is_empty());
+    }
+
+    #[test]
+    fn a_foreign_address_is_the_reference_error() {
+        let e = result_addresses(&["10.0.0.1/8".to_string()]).expect_err("foreign");
+        assert_eq!(e.code.as_u32(), 999);
+        assert_eq!(
+            e.msg,
+            "loopback interface found with non-loopback address \"10.0.0.1/8\""
+        );
+        assert!(is_loopback_cidr("::1/128") && !is_loopback_cidr("garbage"));
+    }
+}

@@ -2,6 +2,7 @@ use super::iptables::*;
 use super::naming::*;
 use super::nftables::*;
 use super::*;
+use cni::go_quote;
 use nix::errno::Errno;
 
 use std::collections::HashSet;

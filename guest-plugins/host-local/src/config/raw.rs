@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use serde_json::{Map, Value};
 
 use super::Route;
-use crate::error::Failure;
 use crate::ip::{self, Cidr};
+use cni::json::{field, type_error};
+use cni::CniError;
 
 /// The config as decoded, before validation; each range set is kept with the
 /// key it came from, for error details.
@@ -38,7 +39,7 @@ pub(super) struct RawRange {
 }
 
 impl RawConfig {
-    pub(super) fn parse(root: &Value) -> Result<RawConfig, Failure> {
+    pub(super) fn parse(root: &Value) -> Result<RawConfig, CniError> {
         let root = object(root, "network configuration")?;
         let cni_version = string(root, "cniVersion", "cniVersion")?
             .unwrap_or_default()
@@ -79,7 +80,7 @@ impl RawConfig {
 }
 
 impl RawIpam {
-    fn parse(ipam: &Map<String, Value>) -> Result<RawIpam, Failure> {
+    fn parse(ipam: &Map<String, Value>) -> Result<RawIpam, CniError> {
         // `type` is the reference's too, but nothing reads it; only its JSON type is checked.
         string(ipam, "type", "ipam.type")?;
         let data_dir = string(ipam, "dataDir", "ipam.dataDir")?.map(str::to_string);
@@ -113,7 +114,7 @@ impl RawIpam {
     }
 }
 
-fn range_sets(v: &Value, path: &str) -> Result<Vec<(String, Vec<RawRange>)>, Failure> {
+fn range_sets(v: &Value, path: &str) -> Result<Vec<(String, Vec<RawRange>)>, CniError> {
     let mut sets = Vec::new();
     for (i, set) in array(v, path)?.iter().enumerate() {
         let set_path = format!("{path}[{i}]");
@@ -130,21 +131,20 @@ fn range_sets(v: &Value, path: &str) -> Result<Vec<(String, Vec<RawRange>)>, Fai
     Ok(sets)
 }
 
-fn raw_range(obj: &Map<String, Value>, path: &str) -> Result<RawRange, Failure> {
-    let subnet =
-        match string(obj, "subnet", &format!("{path}.subnet"))? {
-            Some(s) => Some(Cidr::parse(s).ok_or_else(|| {
-                Failure::config(format!("{path}.subnet: invalid CIDR address: {s}"))
-            })?),
-            None => None,
-        };
-    let addr = |key: &str| -> Result<Option<IpAddr>, Failure> {
+fn raw_range(obj: &Map<String, Value>, path: &str) -> Result<RawRange, CniError> {
+    let subnet = match string(obj, "subnet", &format!("{path}.subnet"))? {
+        Some(s) => Some(Cidr::parse(s).ok_or_else(|| {
+            CniError::invalid_config(format!("{path}.subnet: invalid CIDR address: {s}"))
+        })?),
+        None => None,
+    };
+    let addr = |key: &str| -> Result<Option<IpAddr>, CniError> {
         match string(obj, key, &format!("{path}.{key}"))? {
             // Go decodes an empty string into a nil `net.IP`: the key counts as absent.
             None | Some("") => Ok(None),
-            Some(s) => ip::parse_ip(s)
-                .map(Some)
-                .ok_or_else(|| Failure::config(format!("{path}.{key}: invalid IP address: {s}"))),
+            Some(s) => ip::parse_ip(s).map(Some).ok_or_else(|| {
+                CniError::invalid_config(format!("{path}.{key}: invalid IP address: {s}"))
+            }),
         }
     };
     Ok(RawRange {
@@ -157,7 +157,7 @@ fn raw_range(obj: &Map<String, Value>, path: &str) -> Result<RawRange, Failure> 
 
 /// A list of `<ip>[/<prefix>]` strings (CNI's `ip.IP`); an empty string
 /// becomes `None`.
-fn ip_list(v: &Value, path: &str) -> Result<Vec<Option<IpAddr>>, Failure> {
+fn ip_list(v: &Value, path: &str) -> Result<Vec<Option<IpAddr>>, CniError> {
     array(v, path)?
         .iter()
         .enumerate()
@@ -166,7 +166,7 @@ fn ip_list(v: &Value, path: &str) -> Result<Vec<Option<IpAddr>>, Failure> {
             let Value::String(s) = item else {
                 return Err(type_error(&item_path, "a string", item));
             };
-            parse_ip_arg(s).map_err(|e| Failure::config(format!("{item_path}: {e}")))
+            parse_ip_arg(s).map_err(|e| CniError::invalid_config(format!("{item_path}: {e}")))
         })
         .collect()
 }
@@ -187,23 +187,26 @@ pub(super) fn parse_ip_arg(s: &str) -> Result<Option<IpAddr>, String> {
         .ok_or_else(|| format!("invalid IP address {s}"))
 }
 
-fn route(v: &Value, path: &str) -> Result<Route, Failure> {
+fn route(v: &Value, path: &str) -> Result<Route, CniError> {
     let obj = object(v, path)?;
     let dst = match string(obj, "dst", &format!("{path}.dst"))? {
-        Some(s) => Cidr::parse(s)
-            .ok_or_else(|| Failure::config(format!("{path}.dst: invalid CIDR address: {s}")))?,
+        Some(s) => Cidr::parse(s).ok_or_else(|| {
+            CniError::invalid_config(format!("{path}.dst: invalid CIDR address: {s}"))
+        })?,
         // The reference would print a route to "<nil>"; refuse it instead.
-        None => return Err(Failure::config(format!("{path}: missing \"dst\""))),
+        None => return Err(CniError::invalid_config(format!("{path}: missing \"dst\""))),
     };
     let gw = match string(obj, "gw", &format!("{path}.gw"))? {
         None | Some("") => None,
         Some(s) => Some(
             ip::parse_ip(s)
-                .ok_or_else(|| Failure::config(format!("{path}.gw: invalid IP address: {s}")))?
+                .ok_or_else(|| {
+                    CniError::invalid_config(format!("{path}.gw: invalid IP address: {s}"))
+                })?
                 .to_string(),
         ),
     };
-    let number = |key: &str| -> Result<Option<u32>, Failure> {
+    let number = |key: &str| -> Result<Option<u32>, CniError> {
         let Some(v) = field(obj, key) else {
             return Ok(None);
         };
@@ -230,23 +233,12 @@ fn route(v: &Value, path: &str) -> Result<Route, Failure> {
     })
 }
 
-/// A key of `obj`, matched like Go's decoder (exact first, then ignoring
-/// ASCII case); `null` counts as absent.
-fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    let v = obj.get(key).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    })?;
-    (!v.is_null()).then_some(v)
-}
-
-fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, Failure> {
+fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, CniError> {
     v.as_object()
         .ok_or_else(|| type_error(path, "an object", v))
 }
 
-fn array<'a>(v: &'a Value, path: &str) -> Result<&'a Vec<Value>, Failure> {
+fn array<'a>(v: &'a Value, path: &str) -> Result<&'a Vec<Value>, CniError> {
     v.as_array().ok_or_else(|| type_error(path, "an array", v))
 }
 
@@ -254,23 +246,10 @@ fn string<'a>(
     obj: &'a Map<String, Value>,
     key: &str,
     path: &str,
-) -> Result<Option<&'a str>, Failure> {
+) -> Result<Option<&'a str>, CniError> {
     match field(obj, key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(v) => Err(type_error(path, "a string", v)),
     }
-}
-
-fn type_error(path: &str, expected: &str, got: &Value) -> Failure {
-    let mut shown = got.to_string();
-    if shown.len() > 64 {
-        let mut cut = 61;
-        while !shown.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        shown.truncate(cut);
-        shown.push_str("...");
-    }
-    Failure::config(format!("{path}: expected {expected}, got {shown}"))
 }

@@ -1,6 +1,6 @@
-use super::cni_args::go_quote;
 use super::*;
 use crate::testutil::ip;
+use cni::go_quote;
 
 fn conf(version: &str, ipam: &str) -> String {
     format!(r#"{{"cniVersion":"{version}","name":"mynet","type":"bridge","ipam":{ipam}}}"#)
@@ -21,13 +21,13 @@ fn ok(config: &str) -> IpamConfig {
     }
 }
 
-fn err(config: &str) -> Failure {
+fn err(config: &str) -> CniError {
     load(config, &[]).expect_err(config)
 }
 
 fn msg(config: &str) -> String {
     let e = err(config);
-    assert_eq!(e.code, code::INVALID_NETWORK_CONFIG, "{e}");
+    assert_eq!(e.code, ErrorCode::InvalidNetworkConfig, "{e}");
     e.msg
 }
 
@@ -53,7 +53,7 @@ fn range(subnet: &str, prefix: u8, start: &str, end: &str, gw: &str) -> Range {
 #[test]
 fn not_json_is_a_decoding_failure() {
     let e = err("{");
-    assert_eq!(e.code, code::DECODING_FAILURE);
+    assert_eq!(e.code, ErrorCode::DecodingFailure);
     assert!(
         e.msg.starts_with("error unmarshall network config: "),
         "{}",
@@ -713,7 +713,7 @@ fn cni_args_unknown_keys() {
         &args(&[("FOO", "bar"), ("IP", "10.1.2.3"), ("Baz", "1")]),
     )
     .unwrap_err();
-    assert_eq!(e.code, code::INVALID_ENVIRONMENT);
+    assert_eq!(e.code, ErrorCode::InvalidEnvironment);
     assert_eq!(e.msg, r#"ARGS: unknown args ["FOO=bar" "Baz=1"]"#);
     // Keys are case-sensitive, as Go's FieldByName is.
     let e = load(&cfg, &args(&[("ip", "10.1.2.3")])).unwrap_err();
@@ -746,7 +746,7 @@ fn cni_args_tolerate_kubernetes_keys() {
 fn cni_args_bad_values() {
     let cfg = conf("1.0.0", ONE_SET);
     let e = load(&cfg, &args(&[("IP", "foo")])).unwrap_err();
-    assert_eq!(e.code, code::INVALID_ENVIRONMENT);
+    assert_eq!(e.code, ErrorCode::InvalidEnvironment);
     assert_eq!(
         e.msg,
         r#"ARGS: error parsing value of pair "IP=foo": invalid IP address foo"#

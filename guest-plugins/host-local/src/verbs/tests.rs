@@ -160,7 +160,7 @@ fn add_twice_for_one_attachment_fails_and_different_interfaces_work() {
     assert_eq!(first.dns, None);
     assert!(first.routes.is_empty());
     let e = add(&mut store, "eth0").unwrap_err();
-    assert_eq!(e.code, code::INTERNAL);
+    assert_eq!(e.code, ErrorCode::Internal);
     assert_eq!(
         e.msg,
         "failed to allocate for range 0: 10.1.2.2 has been allocated to dummy, duplicate allocation is not allowed"
@@ -200,7 +200,7 @@ fn add_with_a_bad_resolv_conf_changes_nothing() {
     let mut store = MemStore::default();
     let host = FakeHost::default();
     let e = serve(&call(Verb::Add, "dummy", "eth0", CONF), &mut store, &host).unwrap_err();
-    assert_eq!(e.code, code::INTERNAL);
+    assert_eq!(e.code, ErrorCode::Internal);
     assert_eq!(
         e.msg,
         "open /etc/test-resolv.conf: no such file or directory"
@@ -262,7 +262,7 @@ fn unfulfilled_requests_fail_with_the_reference_message() {
     let config = r#"{"cniVersion":"1.0.0","name":"n","args":{"cni":{"ips":["10.1.2.88","10.1.2.77"]}},
         "ipam":{"ranges":[[{"subnet":"10.1.2.0/24"}],[{"subnet":"10.1.3.0/24"}]]}}"#;
     let e = serve(&call(Verb::Add, "dummy", "eth0", config), &mut store, &host).unwrap_err();
-    assert_eq!(e.code, code::INTERNAL);
+    assert_eq!(e.code, ErrorCode::Internal);
     assert_eq!(e.msg, "failed to allocate all requested IPs: 10.1.2.77");
     assert!(store
         .files
@@ -279,7 +279,7 @@ fn config_and_args_errors_reach_every_verb() {
         let e = serve(&call(verb, "c", "eth0", broken), &mut store, &host).unwrap_err();
         assert_eq!(
             (e.code, e.msg.as_str()),
-            (7, "no IP ranges specified"),
+            (ErrorCode::InvalidNetworkConfig, "no IP ranges specified"),
             "{verb:?}"
         );
     }
@@ -291,7 +291,10 @@ fn config_and_args_errors_reach_every_verb() {
     let e = serve(&c, &mut MemStore::default(), &host).unwrap_err();
     assert_eq!(
         (e.code, e.msg.as_str()),
-        (4, r#"ARGS: unknown args ["FOO=1"]"#)
+        (
+            ErrorCode::InvalidEnvironment,
+            r#"ARGS: unknown args ["FOO=1"]"#
+        )
     );
 }
 
@@ -303,13 +306,13 @@ fn transient_store_errors_ask_for_a_retry() {
         ..MemStore::default()
     };
     let e = serve(&call(Verb::Add, "c", "eth0", SMALL), &mut store, &host).unwrap_err();
-    assert_eq!(e.code, code::TRY_AGAIN_LATER);
+    assert_eq!(e.code, ErrorCode::TryAgainLater);
     let mut store = MemStore {
         fail_reserve: Some(ErrorKind::PermissionDenied),
         ..MemStore::default()
     };
     let e = serve(&call(Verb::Add, "c", "eth0", SMALL), &mut store, &host).unwrap_err();
-    assert_eq!(e.code, code::INTERNAL);
+    assert_eq!(e.code, ErrorCode::Internal);
     assert!(e
         .msg
         .starts_with("failed to allocate for range 0: open 10.1.2.2: "));
@@ -323,14 +326,14 @@ fn del_reports_errors_after_trying_everything() {
     store.put("10.1.2.3", "c\r\neth0");
     store.fail_release = Some(ErrorKind::PermissionDenied);
     let e = serve(&call(Verb::Del, "c", "eth0", SMALL), &mut store, &host).unwrap_err();
-    assert_eq!(e.code, code::INTERNAL);
+    assert_eq!(e.code, ErrorCode::Internal);
     assert_eq!(
         e.msg,
         "remove 10.1.2.2: permission denied; remove 10.1.2.3: permission denied"
     );
     store.fail_release = Some(ErrorKind::Interrupted);
     let e = serve(&call(Verb::Del, "c", "eth0", SMALL), &mut store, &host).unwrap_err();
-    assert_eq!(e.code, code::TRY_AGAIN_LATER);
+    assert_eq!(e.code, ErrorCode::TryAgainLater);
 }
 
 #[test]
@@ -358,7 +361,7 @@ fn check_fails_without_a_reservation() {
         &host,
     )
     .unwrap_err();
-    assert_eq!(e.code, code::INTERNAL);
+    assert_eq!(e.code, ErrorCode::Internal);
     assert_eq!(
         e.msg,
         "host-local: Failed to find address added by container dummy"
@@ -474,7 +477,7 @@ fn status_reports_a_full_range_set_with_code_50() {
     assert_eq!(status(&mut store), Ok(None));
     serve(&call(Verb::Add, "c", "eth0", SMALL), &mut store, &host).unwrap();
     let e = status(&mut store).unwrap_err();
-    assert_eq!(e.code, code::PLUGIN_NOT_AVAILABLE);
+    assert_eq!(e.code, ErrorCode::PluginNotAvailable);
     assert_eq!(
         e.msg,
         "no IP addresses available in range set: 10.1.2.1-10.1.2.2"
@@ -494,18 +497,11 @@ fn status_reports_an_unusable_store_with_code_51() {
         &FakeHost::default(),
     )
     .unwrap_err();
-    assert_eq!(e.code, code::LIMITED_CONNECTIVITY);
+    assert_eq!(e.code, ErrorCode::LimitedConnectivity);
     assert!(
         e.msg
             .starts_with("host-local: the IP reservation store is unusable: list /: "),
         "{}",
         e.msg
     );
-}
-
-#[test]
-fn failure_display_includes_code_and_details() {
-    let f = Failure::config("bad").with_details("fix it");
-    assert_eq!(f.to_string(), "code 7: bad; fix it");
-    assert_eq!(Failure::new(999, "x").to_string(), "code 999: x");
 }
