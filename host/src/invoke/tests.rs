@@ -13,6 +13,7 @@ use kernel::fake::{RecordingFirewall, RecordingNetlink, SharedNetlink};
 use kernel::netlink::Netlink;
 use kernel::netns::NetnsHandle;
 use nix::errno::Errno;
+use runtime::PluginRuntime;
 use serde_json::{json, Value};
 
 use super::*;
