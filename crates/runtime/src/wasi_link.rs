@@ -185,7 +185,8 @@ fn add_bounded_clock<T: WasiView>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{bindings, engine_config, ipam_bindings, GuestState};
+    use crate::engine::engine_config;
+    use crate::{bindings, ipam_bindings, GuestState};
 
     /// Every bundled component instantiates against a linker holding only the
     /// WASI interfaces it imports (checked by `instantiate_pre`), none of them

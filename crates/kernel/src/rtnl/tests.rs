@@ -1,4 +1,3 @@
-
 use super::super::netns::run_in_netns;
 use super::super::netns::tests::test_netns;
 use super::*;
