@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn net(subnets: &[&str]) -> NetworkOptions {
