@@ -1,0 +1,271 @@
+
+use super::*;
+use crate::policy::builtin_grant;
+use crate::RouteIntent;
+
+fn grant() -> &'static Grant {
+    static GRANT: std::sync::OnceLock<Grant> = std::sync::OnceLock::new();
+    GRANT.get_or_init(|| builtin_grant("bridge").expect("bridge grant"))
+}
+
+fn ipam() -> &'static [CniResult] {
+    static IPAM: std::sync::OnceLock<Vec<CniResult>> = std::sync::OnceLock::new();
+    IPAM.get_or_init(|| {
+        let r: CniResult = serde_json::from_value(serde_json::json!({
+            "ips": [{"address": "10.22.0.5/16", "gateway": "10.22.0.1"}]
+        }))
+        .expect("result");
+        vec![r]
+    })
+}
+
+fn inv() -> Invocation<'static> {
+    Invocation {
+        ifname: "eth0",
+        container: ContainerNs::Present,
+        max_intents: 10,
+        network: "net",
+        container_id: "ctr",
+        grant: grant(),
+        ipam: ipam(),
+    }
+}
+
+fn veth() -> Intent {
+    Intent::CreateVeth {
+        name: "eth0".into(),
+        peer: "veth0badc0de".into(),
+        mtu: None,
+        mac: None,
+    }
+}
+
+#[test]
+fn bridge_like_plan_passes() {
+    let plan = vec![
+        Intent::EnsureBridge {
+            name: "cni0".into(),
+            mtu: None,
+            vlan_filtering: false,
+            promisc: false,
+        },
+        veth(),
+        Intent::AttachPort {
+            port: "veth0badc0de".into(),
+            master: "cni0".into(),
+            hairpin: false,
+            isolated: false,
+        },
+        Intent::SetLinkUp {
+            link: LinkRef::host("veth0badc0de"),
+        },
+        Intent::SetSysctl {
+            side: Side::Container,
+            key: "net/ipv4/conf/eth0/arp_notify".into(),
+            value: "1".into(),
+        },
+        Intent::SetLinkUp {
+            link: LinkRef::container("eth0"),
+        },
+    ];
+    validate_plan(&plan, &inv()).expect("accepted");
+}
+
+#[test]
+fn foreign_host_links_are_refused() {
+    let plan = vec![Intent::SetLinkUp {
+        link: LinkRef::host("eth0"),
+    }];
+    let e = validate_plan(&plan, &inv()).expect_err("refused");
+    assert_eq!(e.code, ErrorCode::PolicyRejected);
+    assert!(
+        e.msg.contains("#0") && e.msg.contains("\"eth0\""),
+        "{}",
+        e.msg
+    );
+}
+
+#[test]
+fn container_side_is_only_ifname_and_lo() {
+    let plan = vec![Intent::SetLinkUp {
+        link: LinkRef::container("eth1"),
+    }];
+    assert!(validate_plan(&plan, &inv()).is_err());
+    let plan = vec![Intent::SetLinkUp {
+        link: LinkRef::container("lo"),
+    }];
+    validate_plan(&plan, &inv()).expect("lo is fine");
+    let no_ns = Invocation {
+        container: ContainerNs::Absent,
+        ..inv()
+    };
+    assert!(validate_plan(&plan, &no_ns).is_err());
+}
+
+#[test]
+fn bad_names_and_counts() {
+    for bad in ["", "sixteen-chars-xx", "a/b", "a:b", "a b", ".", ".."] {
+        let plan = vec![Intent::EnsureBridge {
+            name: bad.into(),
+            mtu: None,
+            vlan_filtering: false,
+            promisc: false,
+        }];
+        let e = validate_plan(&plan, &inv()).expect_err(bad);
+        assert!(e.msg.contains("valid interface name"), "{bad}: {}", e.msg);
+    }
+    let plan = vec![veth(); 11];
+    let e = validate_plan(&plan, &inv()).expect_err("too many");
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+}
+
+#[test]
+fn host_routes_and_foreign_sysctls_are_refused() {
+    let route = Intent::AddRoute(RouteIntent {
+        side: Side::Host,
+        dst: "0.0.0.0/0".parse().expect("cidr"),
+        gw: None,
+        dev: None,
+        priority: None,
+        table: None,
+        scope: None,
+    });
+    assert!(validate_plan(&[route], &inv()).is_err());
+    let sysctl = Intent::SetSysctl {
+        side: Side::Host,
+        key: "net/ipv4/conf/eth0/rp_filter".into(),
+        value: "0".into(),
+    };
+    assert!(validate_plan(&[sysctl], &inv()).is_err());
+    let escape = Intent::SetSysctl {
+        side: Side::Container,
+        key: "net/ipv4/conf/eth0/../../../kernel/core_pattern".into(),
+        value: "x".into(),
+    };
+    assert!(validate_plan(&[escape], &inv()).is_err());
+}
+
+fn addr(link: LinkRef, a: &str) -> Intent {
+    Intent::AddAddress {
+        link,
+        address: a.parse().expect("cidr"),
+        ensure: false,
+    }
+}
+
+#[test]
+fn addresses_come_from_ipam_or_grants() {
+    validate_plan(&[addr(LinkRef::container("eth0"), "10.22.0.5/16")], &inv()).expect("ipam ip");
+    let e = validate_plan(&[addr(LinkRef::container("eth0"), "10.22.0.6/16")], &inv())
+        .expect_err("not ipam's");
+    assert!(e.msg.contains("10.22.0.6/16"), "{}", e.msg);
+    let bridge = Intent::EnsureBridge {
+        name: "cni0".into(),
+        mtu: None,
+        vlan_filtering: false,
+        promisc: false,
+    };
+    validate_plan(
+        &[bridge.clone(), addr(LinkRef::host("cni0"), "10.22.0.1/16")],
+        &inv(),
+    )
+    .expect("gateway in ipam subnet");
+    assert!(validate_plan(
+        &[bridge, addr(LinkRef::host("cni0"), "192.168.7.1/24")],
+        &inv()
+    )
+    .is_err());
+    let mut g = grant().clone();
+    g.cidrs = vec!["192.168.7.0/24".parse().expect("cidr")];
+    let granted = Invocation { grant: &g, ..inv() };
+    validate_plan(
+        &[addr(LinkRef::container("eth0"), "192.168.7.9/24")],
+        &granted,
+    )
+    .expect("granted");
+}
+
+#[test]
+fn masquerade_only_own_addresses_and_when_granted() {
+    let key = crate::AttachmentKey {
+        network: "net".into(),
+        container_id: "ctr".into(),
+        ifname: "eth0".into(),
+    };
+    let masq = |src: &str| Intent::Masquerade {
+        source: src.parse().expect("cidr"),
+        key: key.clone(),
+        backend: crate::MasqBackend::Nftables,
+    };
+    validate_plan(&[masq("10.22.0.5/16")], &inv()).expect("own address");
+    let e = validate_plan(&[masq("10.99.0.0/16")], &inv()).expect_err("foreign subnet");
+    assert!(e.msg.contains("10.99.0.0/16"), "{}", e.msg);
+    let mut g = grant().clone();
+    g.masquerade = false;
+    let e = validate_plan(&[masq("10.22.0.5/16")], &Invocation { grant: &g, ..inv() })
+        .expect_err("not granted");
+    assert!(e.msg.contains("not granted"), "{}", e.msg);
+}
+
+#[test]
+fn ungranted_kinds_and_uplinks() {
+    let none = Grant::default();
+    let e = validate_plan(
+        &[Intent::SetLinkUp {
+            link: LinkRef::container("lo"),
+        }],
+        &Invocation {
+            grant: &none,
+            ..inv()
+        },
+    )
+    .expect_err("nothing granted");
+    assert!(e.msg.contains("not granted to this plugin"), "{}", e.msg);
+    let attach = |master: &str| {
+        vec![
+            veth(),
+            Intent::AttachPort {
+                port: "veth0badc0de".into(),
+                master: master.into(),
+                hairpin: false,
+                isolated: false,
+            },
+        ]
+    };
+    assert!(
+        validate_plan(&attach("eth0"), &inv()).is_err(),
+        "host uplink not granted"
+    );
+    let mut g = grant().clone();
+    g.uplinks = vec![crate::policy::NamePattern("eth*".into())];
+    validate_plan(&attach("eth0"), &Invocation { grant: &g, ..inv() }).expect("uplink granted");
+    let mut g = grant().clone();
+    g.bridges = vec![crate::policy::NamePattern("cni*".into())];
+    let br = |n: &str| Intent::EnsureBridge {
+        name: n.into(),
+        mtu: None,
+        vlan_filtering: false,
+        promisc: false,
+    };
+    validate_plan(&[br("cni0")], &Invocation { grant: &g, ..inv() }).expect("granted bridge");
+    assert!(validate_plan(&[br("docker0")], &Invocation { grant: &g, ..inv() }).is_err());
+}
+
+#[test]
+fn granted_uplink_names_are_still_checked() {
+    let mut g = grant().clone();
+    g.uplinks = vec![crate::policy::NamePattern("*".into())];
+    for bad in ["", "eth0/../../kernel", "a name with spaces"] {
+        let plan = vec![
+            veth(),
+            Intent::AttachPort {
+                port: "veth0badc0de".into(),
+                master: bad.into(),
+                hairpin: false,
+                isolated: false,
+            },
+        ];
+        let e = validate_plan(&plan, &Invocation { grant: &g, ..inv() }).expect_err(bad);
+        assert!(e.msg.contains("valid interface name"), "{bad}: {}", e.msg);
+    }
+}
