@@ -10,6 +10,7 @@
 //!   `macspoofchk`, over the hand-built nf_tables encoder in `nft`.
 
 pub mod applier;
+pub mod error;
 pub mod fake;
 pub mod masq;
 pub mod netlink;

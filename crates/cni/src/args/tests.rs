@@ -1,4 +1,3 @@
-
 use super::super::error::ErrorCode;
 use super::*;
 

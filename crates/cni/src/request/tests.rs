@@ -1,4 +1,3 @@
-
 use super::super::result::IpConfig;
 use super::*;
 use serde_json::json;

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::netns::tests::test_netns;
 use crate::netns::{run_in_netns, NetnsHandle};

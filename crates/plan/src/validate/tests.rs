@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::policy::builtin_grant;
 use crate::RouteIntent;
