@@ -361,6 +361,7 @@ pub trait Netlink: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::errno::Errno;
 
     #[test]
     fn sysctl_paths() {
