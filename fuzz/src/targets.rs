@@ -49,7 +49,8 @@ pub fn validate_plan_target(data: &[u8]) {
                 );
             }
         }
-        Err(e) => {
+        Err(refusal) => {
+            let e = CniError::from(refusal);
             assert!(
                 matches!(e.code, ErrorCode::PolicyRejected | ErrorCode::LimitExceeded),
                 "validate_plan refused with code {:?}: {}",

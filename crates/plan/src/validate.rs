@@ -11,12 +11,13 @@
 //! returned for this container, whether it may masquerade or route on the host.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 use crate::policy::Grant;
-use crate::{Intent, LinkRef, Side};
+use crate::{Intent, IntentKind, LinkRef, Side};
 use cni::{CniError, CniResult, ErrorCode};
 
 /// Linux's IFNAMSIZ minus the terminating NUL.
@@ -53,16 +54,64 @@ pub struct Invocation<'a> {
     pub ipam: &'a [CniResult],
 }
 
+/// Why the validator refused a plan: this layer's error. Its CNI code is
+/// decided once, in `From<Refusal> for CniError`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// More intents than `limits.maxIntents`.
+    TooManyIntents { count: usize, limit: usize },
+    /// An intent broke a rule.
+    Rejected {
+        /// Its position in the plan.
+        index: usize,
+        kind: IntentKind,
+        /// The rule it broke.
+        rule: &'static str,
+        /// The value the rule refused.
+        value: String,
+        /// The whole intent, for the details.
+        intent: String,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::TooManyIntents { count, limit } => write!(
+                f,
+                "plan has {count} intents, more than the limit of {limit}"
+            ),
+            Refusal::Rejected {
+                index,
+                kind,
+                rule,
+                value,
+                ..
+            } => write!(f, "intent #{index} ({kind}) rejected: {rule}: {value:?}"),
+        }
+    }
+}
+
+impl From<Refusal> for CniError {
+    fn from(r: Refusal) -> CniError {
+        let msg = r.to_string();
+        match r {
+            Refusal::TooManyIntents { .. } => CniError::new(ErrorCode::LimitExceeded, msg),
+            Refusal::Rejected { intent, .. } => CniError::new(ErrorCode::PolicyRejected, msg)
+                .with_details(format!("intent: {intent}; nothing was applied")),
+        }
+    }
+}
+
 /// A rule that refused an intent.
-fn reject(index: usize, intent: &Intent, rule: &str, value: &str) -> CniError {
-    CniError::new(
-        ErrorCode::PolicyRejected,
-        format!(
-            "intent #{index} ({}) rejected: {rule}: {value:?}",
-            intent.kind()
-        ),
-    )
-    .with_details(format!("intent: {intent}; nothing was applied"))
+fn reject(index: usize, intent: &Intent, rule: &'static str, value: &str) -> Refusal {
+    Refusal::Rejected {
+        index,
+        kind: intent.kind(),
+        rule,
+        value: value.to_string(),
+        intent: intent.to_string(),
+    }
 }
 
 /// Whether `name` is a valid Linux interface name (the reference's
@@ -173,16 +222,12 @@ impl<'a> Addresses<'a> {
 }
 
 /// Check a whole plan; the first violation is returned.
-pub fn validate_plan(intents: &[Intent], inv: &Invocation<'_>) -> Result<(), CniError> {
+pub fn validate_plan(intents: &[Intent], inv: &Invocation<'_>) -> Result<(), Refusal> {
     if intents.len() > inv.max_intents {
-        return Err(CniError::new(
-            ErrorCode::LimitExceeded,
-            format!(
-                "plan has {} intents, more than the limit of {}",
-                intents.len(),
-                inv.max_intents
-            ),
-        ));
+        return Err(Refusal::TooManyIntents {
+            count: intents.len(),
+            limit: inv.max_intents,
+        });
     }
     let mut owned = Owned {
         bridges: BTreeSet::new(),
@@ -204,8 +249,8 @@ fn check_intent(
     inv: &Invocation<'_>,
     owned: &Owned<'_>,
     addrs: &Addresses<'_>,
-) -> Result<(), CniError> {
-    let refuse = |rule: &str, value: &str| Err(reject(index, intent, rule, value));
+) -> Result<(), Refusal> {
+    let refuse = |rule: &'static str, value: &str| Err(reject(index, intent, rule, value));
     if !inv.grant.allows_kind(intent.kind()) {
         return refuse(
             "intent kind is not granted to this plugin",
@@ -348,7 +393,7 @@ fn check_key(
     network: &str,
     container_id: &str,
     ifname: &str,
-) -> Result<(), CniError> {
+) -> Result<(), Refusal> {
     if network != inv.network || container_id != inv.container_id || ifname != inv.ifname {
         return Err(reject(
             index,
@@ -367,7 +412,7 @@ fn check_link(
     inv: &Invocation<'_>,
     owned: &Owned<'_>,
     granted_uplink: bool,
-) -> Result<(), CniError> {
+) -> Result<(), Refusal> {
     if !valid_ifname(&link.name) {
         return Err(reject(
             index,

@@ -131,7 +131,7 @@ pub(super) fn plan_and_apply(ctx: &PlanContext<'_>) -> Result<Option<String>, Cn
         ))
     } else {
         let _t = timing::phase("validate");
-        validate::validate_plan(&intents, &inv)
+        validate::validate_plan(&intents, &inv).map_err(CniError::from)
     };
     if let Some(slot) = dry_run {
         let report = PlanReport {

@@ -67,7 +67,7 @@ fn bridge_like_plan_passes() {
             link: LinkRef::container("eth0"),
         },
     ];
-    validate_plan(&plan, &inv()).expect("accepted");
+    refused(&plan, &inv()).expect("accepted");
 }
 
 #[test]
@@ -75,7 +75,7 @@ fn foreign_host_links_are_refused() {
     let plan = vec![Intent::SetLinkUp {
         link: LinkRef::host("eth0"),
     }];
-    let e = validate_plan(&plan, &inv()).expect_err("refused");
+    let e = refused(&plan, &inv()).expect_err("refused");
     assert_eq!(e.code, ErrorCode::PolicyRejected);
     assert!(
         e.msg.contains("#0") && e.msg.contains("\"eth0\""),
@@ -89,16 +89,16 @@ fn container_side_is_only_ifname_and_lo() {
     let plan = vec![Intent::SetLinkUp {
         link: LinkRef::container("eth1"),
     }];
-    assert!(validate_plan(&plan, &inv()).is_err());
+    assert!(refused(&plan, &inv()).is_err());
     let plan = vec![Intent::SetLinkUp {
         link: LinkRef::container("lo"),
     }];
-    validate_plan(&plan, &inv()).expect("lo is fine");
+    refused(&plan, &inv()).expect("lo is fine");
     let no_ns = Invocation {
         container: ContainerNs::Absent,
         ..inv()
     };
-    assert!(validate_plan(&plan, &no_ns).is_err());
+    assert!(refused(&plan, &no_ns).is_err());
 }
 
 #[test]
@@ -110,11 +110,11 @@ fn bad_names_and_counts() {
             vlan_filtering: false,
             promisc: false,
         }];
-        let e = validate_plan(&plan, &inv()).expect_err(bad);
+        let e = refused(&plan, &inv()).expect_err(bad);
         assert!(e.msg.contains("valid interface name"), "{bad}: {}", e.msg);
     }
     let plan = vec![veth(); 11];
-    let e = validate_plan(&plan, &inv()).expect_err("too many");
+    let e = refused(&plan, &inv()).expect_err("too many");
     assert_eq!(e.code, ErrorCode::LimitExceeded);
 }
 
@@ -129,19 +129,19 @@ fn host_routes_and_foreign_sysctls_are_refused() {
         table: None,
         scope: None,
     });
-    assert!(validate_plan(&[route], &inv()).is_err());
+    assert!(refused(&[route], &inv()).is_err());
     let sysctl = Intent::SetSysctl {
         side: Side::Host,
         key: "net/ipv4/conf/eth0/rp_filter".into(),
         value: "0".into(),
     };
-    assert!(validate_plan(&[sysctl], &inv()).is_err());
+    assert!(refused(&[sysctl], &inv()).is_err());
     let escape = Intent::SetSysctl {
         side: Side::Container,
         key: "net/ipv4/conf/eth0/../../../kernel/core_pattern".into(),
         value: "x".into(),
     };
-    assert!(validate_plan(&[escape], &inv()).is_err());
+    assert!(refused(&[escape], &inv()).is_err());
 }
 
 fn addr(link: LinkRef, a: &str) -> Intent {
@@ -154,8 +154,8 @@ fn addr(link: LinkRef, a: &str) -> Intent {
 
 #[test]
 fn addresses_come_from_ipam_or_grants() {
-    validate_plan(&[addr(LinkRef::container("eth0"), "10.22.0.5/16")], &inv()).expect("ipam ip");
-    let e = validate_plan(&[addr(LinkRef::container("eth0"), "10.22.0.6/16")], &inv())
+    refused(&[addr(LinkRef::container("eth0"), "10.22.0.5/16")], &inv()).expect("ipam ip");
+    let e = refused(&[addr(LinkRef::container("eth0"), "10.22.0.6/16")], &inv())
         .expect_err("not ipam's");
     assert!(e.msg.contains("10.22.0.6/16"), "{}", e.msg);
     let bridge = Intent::EnsureBridge {
@@ -164,12 +164,12 @@ fn addresses_come_from_ipam_or_grants() {
         vlan_filtering: false,
         promisc: false,
     };
-    validate_plan(
+    refused(
         &[bridge.clone(), addr(LinkRef::host("cni0"), "10.22.0.1/16")],
         &inv(),
     )
     .expect("gateway in ipam subnet");
-    assert!(validate_plan(
+    assert!(refused(
         &[bridge, addr(LinkRef::host("cni0"), "192.168.7.1/24")],
         &inv()
     )
@@ -177,7 +177,7 @@ fn addresses_come_from_ipam_or_grants() {
     let mut g = grant().clone();
     g.cidrs = vec!["192.168.7.0/24".parse().expect("cidr")];
     let granted = Invocation { grant: &g, ..inv() };
-    validate_plan(
+    refused(
         &[addr(LinkRef::container("eth0"), "192.168.7.9/24")],
         &granted,
     )
@@ -196,12 +196,12 @@ fn masquerade_only_own_addresses_and_when_granted() {
         key: key.clone(),
         backend: crate::MasqBackend::Nftables,
     };
-    validate_plan(&[masq("10.22.0.5/16")], &inv()).expect("own address");
-    let e = validate_plan(&[masq("10.99.0.0/16")], &inv()).expect_err("foreign subnet");
+    refused(&[masq("10.22.0.5/16")], &inv()).expect("own address");
+    let e = refused(&[masq("10.99.0.0/16")], &inv()).expect_err("foreign subnet");
     assert!(e.msg.contains("10.99.0.0/16"), "{}", e.msg);
     let mut g = grant().clone();
     g.masquerade = false;
-    let e = validate_plan(&[masq("10.22.0.5/16")], &Invocation { grant: &g, ..inv() })
+    let e = refused(&[masq("10.22.0.5/16")], &Invocation { grant: &g, ..inv() })
         .expect_err("not granted");
     assert!(e.msg.contains("not granted"), "{}", e.msg);
 }
@@ -209,7 +209,7 @@ fn masquerade_only_own_addresses_and_when_granted() {
 #[test]
 fn ungranted_kinds_and_uplinks() {
     let none = Grant::default();
-    let e = validate_plan(
+    let e = refused(
         &[Intent::SetLinkUp {
             link: LinkRef::container("lo"),
         }],
@@ -232,12 +232,12 @@ fn ungranted_kinds_and_uplinks() {
         ]
     };
     assert!(
-        validate_plan(&attach("eth0"), &inv()).is_err(),
+        refused(&attach("eth0"), &inv()).is_err(),
         "host uplink not granted"
     );
     let mut g = grant().clone();
     g.uplinks = vec![crate::policy::NamePattern("eth*".into())];
-    validate_plan(&attach("eth0"), &Invocation { grant: &g, ..inv() }).expect("uplink granted");
+    refused(&attach("eth0"), &Invocation { grant: &g, ..inv() }).expect("uplink granted");
     let mut g = grant().clone();
     g.bridges = vec![crate::policy::NamePattern("cni*".into())];
     let br = |n: &str| Intent::EnsureBridge {
@@ -246,8 +246,8 @@ fn ungranted_kinds_and_uplinks() {
         vlan_filtering: false,
         promisc: false,
     };
-    validate_plan(&[br("cni0")], &Invocation { grant: &g, ..inv() }).expect("granted bridge");
-    assert!(validate_plan(&[br("docker0")], &Invocation { grant: &g, ..inv() }).is_err());
+    refused(&[br("cni0")], &Invocation { grant: &g, ..inv() }).expect("granted bridge");
+    assert!(refused(&[br("docker0")], &Invocation { grant: &g, ..inv() }).is_err());
 }
 
 #[test]
@@ -264,7 +264,12 @@ fn granted_uplink_names_are_still_checked() {
                 isolated: false,
             },
         ];
-        let e = validate_plan(&plan, &Invocation { grant: &g, ..inv() }).expect_err(bad);
+        let e = refused(&plan, &Invocation { grant: &g, ..inv() }).expect_err(bad);
         assert!(e.msg.contains("valid interface name"), "{bad}: {}", e.msg);
     }
+}
+
+/// The plan's refusal as the runtime will see it.
+fn refused(intents: &[Intent], inv: &Invocation<'_>) -> Result<(), CniError> {
+    validate_plan(intents, inv).map_err(CniError::from)
 }
