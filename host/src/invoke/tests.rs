@@ -43,7 +43,8 @@ impl FakeKernel {
     }
 }
 
-impl KernelAccess for FakeKernel {
+// Shared with the test, which looks at the models the invocation changed.
+impl KernelAccess for Arc<FakeKernel> {
     fn open(&self, _: &Request, netns: Option<&Path>) -> Result<OpenedKernel, CniError> {
         let container = netns.map(|_| Box::new(self.container.clone()) as Box<dyn Netlink>);
         Ok(OpenedKernel {
@@ -85,18 +86,6 @@ struct Node {
     dir: tempfile::TempDir,
 }
 
-struct Shared(Arc<FakeKernel>);
-
-impl KernelAccess for Shared {
-    fn open(&self, request: &Request, netns: Option<&Path>) -> Result<OpenedKernel, CniError> {
-        self.0.open(request, netns)
-    }
-
-    fn finish(&self) {
-        self.0.finish()
-    }
-}
-
 impl Node {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("scratch dir");
@@ -112,7 +101,7 @@ impl Node {
         };
         Node {
             world: World {
-                kernel: Box::new(Shared(Arc::clone(&fake))),
+                kernel: Box::new(Arc::clone(&fake)),
                 runtime: Some(runtime),
                 clock: CLOCK,
             },
