@@ -2,129 +2,92 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A CNI error code.
-///
-/// 0–99 are reserved by the spec; the reference library adds 8 and 999.
-/// 100 and up are ours (SPEC.md: "Error codes 100+ are plugin-specific").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    /// 1: the config's cniVersion is not one we support, or the verb is not
-    /// allowed in that version.
-    IncompatibleVersion,
-    /// 2: a config field we do not support; the message must name key and value.
-    UnsupportedField,
-    /// 3: the container is unknown or does not exist (implies no cleanup needed).
-    UnknownContainer,
-    /// 4: an environment variable is missing or invalid; the message names it.
-    InvalidEnvironment,
-    /// 5: an I/O failure, e.g. reading stdin.
-    IoFailure,
-    /// 6: failure to decode JSON.
-    DecodingFailure,
-    /// 7: the network configuration is invalid.
-    InvalidNetworkConfig,
-    /// 8: CNI_NETNS is invalid (reference-only code, not in the spec table).
-    InvalidNetns,
-    /// 11: a transient condition; the runtime should retry later.
-    TryAgainLater,
-    /// 50: STATUS: the plugin cannot service ADD requests.
-    PluginNotAvailable,
-    /// 51: STATUS: as 50, and existing containers may have limited connectivity.
-    LimitedConnectivity,
-    /// 999: any failure without a more specific code (the reference's
-    /// `ErrInternal`, used for every untyped plugin error).
-    Internal,
-    /// 100: the host's policy refused what the guest asked for.
-    PolicyRejected,
-    /// 101: the guest component trapped.
-    GuestTrapped,
-    /// 102: the guest ran out of its time (fuel/epoch) budget.
-    GuestTimeout,
-    /// 103: the guest exceeded its memory limit.
-    GuestOutOfMemory,
-    /// 104: the guest broke the host/guest contract (malformed plan, bad handle, …).
-    ContractViolation,
-    /// 105: the named guest component could not be found.
-    ComponentNotFound,
-    /// 106: the guest component's digest does not match the pinned one.
-    DigestMismatch,
-    /// 107: applying the guest's plan to the system failed.
-    ApplyFailed,
-    /// 108: the guest's plan has more intents than `limits.maxIntents`.
-    LimitExceeded,
-    /// 109: the guest passed more than `limits.hostcallBytes` to the host in one call.
-    HostcallLimit,
-    /// 110: the guest wrote more than `limits.outputBytes` to stdout or stderr.
-    OutputLimit,
-    /// 111: the guest exceeded the table, instance or WASI-handle limits.
-    TableLimit,
-    /// Any other number, e.g. read from a delegated plugin's error output.
-    Other(u32),
+/// Declares the codes once: the enum and both directions of the number table.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $variant:ident = $n:literal,)*) => {
+        /// A CNI error code.
+        ///
+        /// 0–99 are reserved by the spec; the reference library adds 8 and 999.
+        /// 100 and up are ours (SPEC.md: "Error codes 100+ are plugin-specific").
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $variant,)*
+            /// Any other number, e.g. read from a delegated plugin's error output.
+            Other(u32),
+        }
+
+        impl ErrorCode {
+            /// The numeric code as written in the error JSON.
+            pub fn as_u32(self) -> u32 {
+                match self {
+                    $(ErrorCode::$variant => $n,)*
+                    ErrorCode::Other(n) => n,
+                }
+            }
+
+            /// The variant for a numeric code; numbers without a named variant
+            /// become [`ErrorCode::Other`], so `from_u32(n).as_u32() == n` always.
+            pub fn from_u32(n: u32) -> ErrorCode {
+                $(if n == $n {
+                    return ErrorCode::$variant;
+                })*
+                ErrorCode::Other(n)
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// The numeric code as written in the error JSON.
-    pub fn as_u32(self) -> u32 {
-        match self {
-            ErrorCode::IncompatibleVersion => 1,
-            ErrorCode::UnsupportedField => 2,
-            ErrorCode::UnknownContainer => 3,
-            ErrorCode::InvalidEnvironment => 4,
-            ErrorCode::IoFailure => 5,
-            ErrorCode::DecodingFailure => 6,
-            ErrorCode::InvalidNetworkConfig => 7,
-            ErrorCode::InvalidNetns => 8,
-            ErrorCode::TryAgainLater => 11,
-            ErrorCode::PluginNotAvailable => 50,
-            ErrorCode::LimitedConnectivity => 51,
-            ErrorCode::Internal => 999,
-            ErrorCode::PolicyRejected => 100,
-            ErrorCode::GuestTrapped => 101,
-            ErrorCode::GuestTimeout => 102,
-            ErrorCode::GuestOutOfMemory => 103,
-            ErrorCode::ContractViolation => 104,
-            ErrorCode::ComponentNotFound => 105,
-            ErrorCode::DigestMismatch => 106,
-            ErrorCode::ApplyFailed => 107,
-            ErrorCode::LimitExceeded => 108,
-            ErrorCode::HostcallLimit => 109,
-            ErrorCode::OutputLimit => 110,
-            ErrorCode::TableLimit => 111,
-            ErrorCode::Other(n) => n,
-        }
-    }
-
-    /// The variant for a numeric code; numbers without a named variant
-    /// become [`ErrorCode::Other`], so `from_u32(n).as_u32() == n` always.
-    pub fn from_u32(n: u32) -> ErrorCode {
-        match n {
-            1 => ErrorCode::IncompatibleVersion,
-            2 => ErrorCode::UnsupportedField,
-            3 => ErrorCode::UnknownContainer,
-            4 => ErrorCode::InvalidEnvironment,
-            5 => ErrorCode::IoFailure,
-            6 => ErrorCode::DecodingFailure,
-            7 => ErrorCode::InvalidNetworkConfig,
-            8 => ErrorCode::InvalidNetns,
-            11 => ErrorCode::TryAgainLater,
-            50 => ErrorCode::PluginNotAvailable,
-            51 => ErrorCode::LimitedConnectivity,
-            999 => ErrorCode::Internal,
-            100 => ErrorCode::PolicyRejected,
-            101 => ErrorCode::GuestTrapped,
-            102 => ErrorCode::GuestTimeout,
-            103 => ErrorCode::GuestOutOfMemory,
-            104 => ErrorCode::ContractViolation,
-            105 => ErrorCode::ComponentNotFound,
-            106 => ErrorCode::DigestMismatch,
-            107 => ErrorCode::ApplyFailed,
-            108 => ErrorCode::LimitExceeded,
-            109 => ErrorCode::HostcallLimit,
-            110 => ErrorCode::OutputLimit,
-            111 => ErrorCode::TableLimit,
-            n => ErrorCode::Other(n),
-        }
-    }
+error_codes! {
+    /// 1: the config's cniVersion is not one we support, or the verb is not
+    /// allowed in that version.
+    IncompatibleVersion = 1,
+    /// 2: a config field we do not support; the message must name key and value.
+    UnsupportedField = 2,
+    /// 3: the container is unknown or does not exist (implies no cleanup needed).
+    UnknownContainer = 3,
+    /// 4: an environment variable is missing or invalid; the message names it.
+    InvalidEnvironment = 4,
+    /// 5: an I/O failure, e.g. reading stdin.
+    IoFailure = 5,
+    /// 6: failure to decode JSON.
+    DecodingFailure = 6,
+    /// 7: the network configuration is invalid.
+    InvalidNetworkConfig = 7,
+    /// 8: CNI_NETNS is invalid (reference-only code, not in the spec table).
+    InvalidNetns = 8,
+    /// 11: a transient condition; the runtime should retry later.
+    TryAgainLater = 11,
+    /// 50: STATUS: the plugin cannot service ADD requests.
+    PluginNotAvailable = 50,
+    /// 51: STATUS: as 50, and existing containers may have limited connectivity.
+    LimitedConnectivity = 51,
+    /// 999: any failure without a more specific code (the reference's
+    /// `ErrInternal`, used for every untyped plugin error).
+    Internal = 999,
+    /// 100: the host's policy refused what the guest asked for.
+    PolicyRejected = 100,
+    /// 101: the guest component trapped.
+    GuestTrapped = 101,
+    /// 102: the guest ran out of its time (fuel/epoch) budget.
+    GuestTimeout = 102,
+    /// 103: the guest exceeded its memory limit.
+    GuestOutOfMemory = 103,
+    /// 104: the guest broke the host/guest contract (malformed plan, bad handle, …).
+    ContractViolation = 104,
+    /// 105: the named guest component could not be found.
+    ComponentNotFound = 105,
+    /// 106: the guest component's digest does not match the pinned one.
+    DigestMismatch = 106,
+    /// 107: applying the guest's plan to the system failed.
+    ApplyFailed = 107,
+    /// 108: the guest's plan has more intents than `limits.maxIntents`.
+    LimitExceeded = 108,
+    /// 109: the guest passed more than `limits.hostcallBytes` to the host in one call.
+    HostcallLimit = 109,
+    /// 110: the guest wrote more than `limits.outputBytes` to stdout or stderr.
+    OutputLimit = 110,
+    /// 111: the guest exceeded the table, instance or WASI-handle limits.
+    TableLimit = 111,
 }
 
 impl Serialize for ErrorCode {
