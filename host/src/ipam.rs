@@ -178,7 +178,7 @@ impl IpamDelegate {
         let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
         let result = instance.run(&req);
         nix::sys::stat::umask(old);
-        result
+        Ok(result?)
     }
 
     /// `<dataDir>/<network name>`, created if missing. `dataDir` comes from the

@@ -153,7 +153,7 @@ impl PluginRuntime {
         let mut guest = self.guest(services, limits, None)?;
         match bindings::CniPlugin::instantiate(&mut guest.store, component, &linker) {
             Ok(plugin) => Ok(PluginInstance { guest, plugin }),
-            Err(e) => Err(guest.classify(e, "instantiate")),
+            Err(e) => Err(guest.classify(e, "instantiate").into()),
         }
     }
 
@@ -170,7 +170,7 @@ impl PluginRuntime {
         let mut guest = self.guest(services, limits, Some(state_dir))?;
         match ipam_bindings::IpamPlugin::instantiate(&mut guest.store, component, &linker) {
             Ok(ipam) => Ok(IpamInstance { guest, ipam }),
-            Err(e) => Err(guest.classify(e, "instantiate")),
+            Err(e) => Err(guest.classify(e, "instantiate").into()),
         }
     }
 }

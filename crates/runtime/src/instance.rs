@@ -5,10 +5,11 @@
 use wasmtime::Store;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use cni::{CniError, CniResult, ErrorCode};
+use cni::{CniResult, ErrorCode};
 use plan::{Intent, ObservedLink};
 
 use crate::engine::{is_instance_limit, wasi_runtime};
+use crate::failure::{FailureKind, GuestFailure};
 use crate::*;
 
 /// A store with its captured output and limits: what every guest instance has.
@@ -27,7 +28,7 @@ pub struct PluginInstance {
 
 impl PluginInstance {
     /// Phase 1: ask the guest for its plan.
-    pub fn plan(&mut self, req: &GuestRequest) -> Result<Vec<Intent>, CniError> {
+    pub fn plan(&mut self, req: &GuestRequest) -> Result<Vec<Intent>, GuestFailure> {
         let guest = &mut self.guest;
         let wit_req = convert::request_to_wit(req);
         let out = self
@@ -41,24 +42,19 @@ impl PluginInstance {
         };
         guest.check_contract()?;
         if plan.intents.len() > guest.limits.max_intents {
-            return Err(CniError::new(
-                ErrorCode::LimitExceeded,
-                format!(
-                    "plugin returned {} intents, more than the limit of {}",
-                    plan.intents.len(),
-                    guest.limits.max_intents
-                ),
-            ));
+            return Err(GuestFailure::new(FailureKind::TooManyIntents {
+                count: plan.intents.len(),
+                limit: guest.limits.max_intents,
+            }));
         }
         plan.intents
             .into_iter()
             .enumerate()
             .map(|(i, intent)| {
                 convert::intent_from_wit(intent).map_err(|msg| {
-                    CniError::new(
-                        ErrorCode::ContractViolation,
-                        format!("intent #{i} is malformed: {msg}"),
-                    )
+                    GuestFailure::new(FailureKind::Contract(format!(
+                        "intent #{i} is malformed: {msg}"
+                    )))
                 })
             })
             .collect()
@@ -69,7 +65,7 @@ impl PluginInstance {
         &mut self,
         req: &GuestRequest,
         applied: &[ObservedLink],
-    ) -> Result<Option<CniResult>, CniError> {
+    ) -> Result<Option<CniResult>, GuestFailure> {
         let guest = &mut self.guest;
         let wit_req = convert::request_to_wit(req);
         let facts: Vec<_> = applied.iter().map(convert::link_to_wit).collect();
@@ -100,7 +96,7 @@ pub struct IpamInstance {
 
 impl IpamInstance {
     /// Serve one IPAM request.
-    pub fn run(&mut self, req: &GuestRequest) -> Result<Option<CniResult>, CniError> {
+    pub fn run(&mut self, req: &GuestRequest) -> Result<Option<CniResult>, GuestFailure> {
         let guest = &mut self.guest;
         let wit_req = convert::request_to_wit(req);
         let _tokio = wasi_runtime().map(tokio::runtime::Runtime::enter);
@@ -122,15 +118,14 @@ impl Guest {
     pub(crate) fn result_from_wit(
         &self,
         result: Option<bindings::CniResult>,
-    ) -> Result<Option<CniResult>, CniError> {
+    ) -> Result<Option<CniResult>, GuestFailure> {
         result
             .map(convert::result_from_wit)
             .transpose()
             .map_err(|msg| {
-                CniError::new(
-                    ErrorCode::ContractViolation,
-                    format!("plugin returned a malformed result: {msg}"),
-                )
+                GuestFailure::new(FailureKind::Contract(format!(
+                    "plugin returned a malformed result: {msg}"
+                )))
             })
     }
 
@@ -147,14 +142,14 @@ impl Guest {
         out
     }
 
-    pub(crate) fn check_contract(&mut self) -> Result<(), CniError> {
+    pub(crate) fn check_contract(&mut self) -> Result<(), GuestFailure> {
         match self.store.data_mut().contract_error.take() {
-            Some(msg) => Err(CniError::new(ErrorCode::ContractViolation, msg)),
+            Some(msg) => Err(GuestFailure::new(FailureKind::Contract(msg))),
             None => Ok(()),
         }
     }
 
-    pub(crate) fn guest_error(&self, e: bindings::PluginError) -> CniError {
+    pub(crate) fn guest_error(&self, e: bindings::PluginError) -> GuestFailure {
         // The host's own range is not the guest's to use: a guest claiming "policy
         // rejected" or "out of memory" would mislead the operator.
         let passed_on = self
@@ -163,10 +158,13 @@ impl Guest {
             .host_errors
             .iter()
             .any(|(code, msg)| *code == e.code && *msg == e.msg);
-        let code = if (100..200).contains(&e.code) && !passed_on {
-            ErrorCode::ContractViolation
+        let kind = if (100..200).contains(&e.code) && !passed_on {
+            FailureKind::Contract(e.msg)
         } else {
-            ErrorCode::from_u32(e.code)
+            FailureKind::Plugin {
+                code: ErrorCode::from_u32(e.code),
+                msg: e.msg,
+            }
         };
         let mut details = e.details;
         let output = self.captured_output();
@@ -176,71 +174,57 @@ impl Guest {
             }
             details.push_str(&output);
         }
-        CniError::new(code, e.msg).with_details(details)
+        GuestFailure { kind, details }
     }
 
     /// Turn a wasmtime error into the CNI error that names the limit or the trap.
-    pub(crate) fn classify(&mut self, e: wasmtime::Error, phase: &str) -> CniError {
+    pub(crate) fn classify(&mut self, e: wasmtime::Error, phase: &str) -> GuestFailure {
         let output = self.captured_output();
         let (memory_denied, tables_denied) = {
             let l = &self.store.data().limiter;
             (l.memory_denied, l.tables_denied)
         };
-        let (code, msg) = if let Some(msg) = self.store.data_mut().contract_error.take() {
-            (ErrorCode::ContractViolation, msg)
+        let limits = &self.limits;
+        let kind = if let Some(msg) = self.store.data_mut().contract_error.take() {
+            FailureKind::Contract(msg)
         } else if memory_denied {
-            (
-                ErrorCode::GuestOutOfMemory,
-                format!(
-                    "plugin ran out of memory: it asked for more than {} bytes",
-                    self.limits.memory_bytes
-                ),
-            )
+            FailureKind::OutOfMemory {
+                limit: limits.memory_bytes,
+            }
         } else if tables_denied || is_instance_limit(&e) {
-            (
-                ErrorCode::TableLimit,
-                format!(
-                    "plugin exceeded the table ({} elements), instance ({}) or handle ({}) limit during {phase}",
-                    self.limits.table_elements, self.limits.instances, self.limits.resources
-                ),
-            )
+            FailureKind::TableLimit {
+                phase: phase.to_string(),
+                table_elements: limits.table_elements,
+                instances: limits.instances,
+                resources: limits.resources,
+            }
         } else if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
-            (
-                ErrorCode::GuestTimeout,
-                format!(
-                    "plugin ran out of time: stopped after the {} ms deadline",
-                    self.limits.deadline.as_millis()
-                ),
-            )
+            FailureKind::Timeout {
+                deadline: limits.deadline,
+            }
         } else if format!("{e:#}").contains("fuel allocated for hostcalls has been exhausted") {
-            (
-                ErrorCode::HostcallLimit,
-                format!(
-                    "plugin passed more than {} bytes to the host in one call",
-                    self.limits.hostcall_bytes
-                ),
-            )
-        } else if self.stdout.contents().len() >= self.limits.output_bytes
-            || self.stderr.contents().len() >= self.limits.output_bytes
+            FailureKind::HostcallLimit {
+                bytes: limits.hostcall_bytes,
+            }
+        } else if self.stdout.contents().len() >= limits.output_bytes
+            || self.stderr.contents().len() >= limits.output_bytes
         {
-            (
-                ErrorCode::OutputLimit,
-                format!(
-                    "plugin wrote more than {} bytes of output",
-                    self.limits.output_bytes
-                ),
-            )
+            FailureKind::OutputLimit {
+                bytes: limits.output_bytes,
+            }
         } else if phase == "instantiate" && e.downcast_ref::<wasmtime::Trap>().is_none() {
-            (
-                ErrorCode::ContractViolation,
-                format!("component does not fit the wasm-cni:plugin world: {e:#}"),
-            )
+            FailureKind::Contract(format!(
+                "component does not fit the wasm-cni:plugin world: {e:#}"
+            ))
         } else {
-            (
-                ErrorCode::GuestTrapped,
-                format!("plugin trapped during {phase}: {e:#}"),
-            )
+            FailureKind::Trapped {
+                phase: phase.to_string(),
+                error: format!("{e:#}"),
+            }
         };
-        CniError::new(code, msg).with_details(output)
+        GuestFailure {
+            kind,
+            details: output,
+        }
     }
 }

@@ -6,6 +6,7 @@ mod bindings;
 mod cache;
 mod convert;
 mod engine;
+mod failure;
 mod instance;
 mod ipam_bindings;
 mod limits;
@@ -13,6 +14,7 @@ mod wasi_link;
 
 pub use cache::{ComponentCache, LoadedFrom};
 pub use engine::PluginRuntime;
+pub use failure::{FailureKind, GuestFailure};
 pub use instance::{IpamInstance, PluginInstance};
 pub use limits::Limits;
 
