@@ -3,6 +3,7 @@
 //! version. Pure with respect to the process: the caller passes the environment and
 //! stdin and prints what comes back.
 
+mod kernel_failure;
 mod pipeline;
 mod result_check;
 mod select;
@@ -10,6 +11,7 @@ mod serve;
 mod services;
 mod world;
 
+pub use kernel_failure::KernelFailure;
 pub use pipeline::PlanReport;
 pub use world::{KernelAccess, NodeKernel, OpenedKernel, World};
 

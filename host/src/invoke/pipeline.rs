@@ -11,6 +11,7 @@ use plan::validate;
 use plan::{Intent, ObservedLink};
 use runtime::{GuestRequest, Limits, PluginRuntime};
 
+use super::kernel_failure::KernelFailure;
 use super::result_check::check_result;
 use super::serve::grant_origin;
 use super::services::{lock, KernelServices};
@@ -176,10 +177,7 @@ fn apply_and_finish(
     let result = if request.command == Command::Add {
         let mut tx = Transaction::new(Arc::clone(kernel));
         let t_apply = timing::phase("apply");
-        tx.apply_all(intents).map_err(|e| {
-            CniError::new(ErrorCode::ApplyFailed, e.to_string())
-                .with_details("every change made before the failure was undone")
-        })?;
+        tx.apply_all(intents).map_err(KernelFailure::Apply)?;
         drop(t_apply);
         let observed = {
             let _t = timing::phase("observe");
@@ -207,8 +205,7 @@ fn apply_and_finish(
             let _t = timing::phase("apply");
             let failures = apply_best_effort(&mut lock(kernel), intents);
             if !failures.is_empty() {
-                let msgs: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
-                return Err(CniError::new(ErrorCode::ApplyFailed, msgs.join("; ")));
+                return Err(KernelFailure::BestEffort(failures).into());
             }
         }
         let observed = observe(kernel, intents);

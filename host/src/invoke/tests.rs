@@ -45,7 +45,7 @@ impl FakeKernel {
 
 // Shared with the test, which looks at the models the invocation changed.
 impl KernelAccess for Arc<FakeKernel> {
-    fn open(&self, _: &Request, netns: Option<&Path>) -> Result<OpenedKernel, CniError> {
+    fn open(&self, _: &Request, netns: Option<&Path>) -> Result<OpenedKernel, KernelFailure> {
         let container = netns.map(|_| Box::new(self.container.clone()) as Box<dyn Netlink>);
         Ok(OpenedKernel {
             has_container: container.is_some(),

@@ -14,6 +14,8 @@ use kernel::netns::NetnsHandle;
 use kernel::rtnl::RtNetlink;
 use runtime::PluginRuntime;
 
+use super::kernel_failure::KernelFailure;
+
 /// The kernel doors of one invocation.
 pub struct OpenedKernel {
     pub kernel: Kernel,
@@ -26,7 +28,7 @@ pub trait KernelAccess: Send + Sync {
     /// The doors for one request: the host's, and the container's when
     /// `netns` (the request's `CNI_NETNS`, for the verbs that have one) names
     /// a namespace that exists.
-    fn open(&self, request: &Request, netns: Option<&Path>) -> Result<OpenedKernel, CniError>;
+    fn open(&self, request: &Request, netns: Option<&Path>) -> Result<OpenedKernel, KernelFailure>;
 
     /// The answer is complete: deferred kernel work may be handed off.
     fn finish(&self);
@@ -69,20 +71,15 @@ pub(super) fn container_netns(request: &Request) -> Result<Option<&Path>, CniErr
 pub struct NodeKernel;
 
 impl KernelAccess for NodeKernel {
-    fn open(&self, request: &Request, netns: Option<&Path>) -> Result<OpenedKernel, CniError> {
+    fn open(&self, request: &Request, netns: Option<&Path>) -> Result<OpenedKernel, KernelFailure> {
         let container_ns = match netns {
             Some(path) => open_container_ns(request, path)?,
             None => None,
         };
         if let Some(ns) = &container_ns {
-            let own = NetnsHandle::current().map_err(|e| {
-                CniError::new(ErrorCode::IoFailure, format!("cannot read own netns: {e}"))
-            })?;
+            let own = NetnsHandle::current().map_err(KernelFailure::OwnNetns)?;
             if !request.netns_override && ns.same_as(&own).unwrap_or(false) {
-                return Err(CniError::new(
-                    ErrorCode::InvalidNetns,
-                    "plugin's netns and netns from CNI_NETNS should not be the same",
-                ));
+                return Err(KernelFailure::SameNetns);
             }
         }
         Ok(OpenedKernel {
@@ -98,7 +95,7 @@ impl KernelAccess for NodeKernel {
 
 /// Open the container namespace at `path`. `Ok(None)` means "gone", which only
 /// DEL accepts.
-fn open_container_ns(request: &Request, path: &Path) -> Result<Option<NetnsHandle>, CniError> {
+fn open_container_ns(request: &Request, path: &Path) -> Result<Option<NetnsHandle>, KernelFailure> {
     match NetnsHandle::open(path) {
         Ok(ns) => Ok(Some(ns)),
         // DEL must succeed when the container is already gone, including the
@@ -108,24 +105,21 @@ fn open_container_ns(request: &Request, path: &Path) -> Result<Option<NetnsHandl
         {
             Ok(None)
         }
-        Err(e @ (NetError::NetnsMissing(_) | NetError::NotANetns(_))) => Err(CniError::new(
-            ErrorCode::InvalidEnvironment,
-            format!("CNI_NETNS {}: {e}", path.display()),
-        )),
-        Err(e) => Err(CniError::new(
-            ErrorCode::IoFailure,
-            format!("failed to open netns {}: {e}", path.display()),
-        )),
+        Err(error @ (NetError::NetnsMissing(_) | NetError::NotANetns(_))) => {
+            Err(KernelFailure::NotANetns {
+                path: path.to_path_buf(),
+                error,
+            })
+        }
+        Err(error) => Err(KernelFailure::OpenNetns {
+            path: path.to_path_buf(),
+            error,
+        }),
     }
 }
 
-fn open_kernel(container_ns: Option<&NetnsHandle>) -> Result<Kernel, CniError> {
-    let io = |what: &str, e: NetError| {
-        CniError::new(
-            ErrorCode::IoFailure,
-            format!("cannot open netlink in {what}: {e}"),
-        )
-    };
+fn open_kernel(container_ns: Option<&NetnsHandle>) -> Result<Kernel, KernelFailure> {
+    let io = |what: &'static str, error: NetError| KernelFailure::Doors { what, error };
     let host_ns = NetnsHandle::current().map_err(|e| io("the host namespace", e))?;
     // Sockets open on first use: a loopback ADD never needs the host's, an
     // IPAM plugin neither.
