@@ -298,6 +298,47 @@ fn instance_limit_is_its_own_error() -> TestResult {
     Ok(())
 }
 
+/// A tenant's `ipam.type` that names wasm-cni itself, or a wrapper that leads
+/// back to it, once made every process exec the next one (hundreds of processes
+/// in two seconds). Now it is refused at once, and nothing changes.
+fn ipam_delegation_cannot_fork_without_end() -> TestResult {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().map_err(fail)?;
+    std::os::unix::fs::symlink(BIN, dir.path().join("wasm-cni")).map_err(fail)?;
+    let wrapper = dir.path().join("loop-ipam");
+    std::fs::write(&wrapper, format!("#!/bin/sh\nexec {BIN} \"$@\"\n")).map_err(fail)?;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).map_err(fail)?;
+    let sb = Sandbox::new("fork")?;
+    let host_before = sb.host.snapshot()?;
+    let container_before = sb.container.snapshot()?;
+    for (ipam, needle) in [
+        ("wasm-cni", "is wasm-cni itself"),
+        ("loop-ipam", "levels deep"),
+    ] {
+        let stdin = json!({
+            "cniVersion": "1.0.0", "name": "forknet", "type": "bridge",
+            "bridge": "wcnifork0", "ipam": {"type": ipam}
+        })
+        .to_string();
+        let mut env = CniEnv::new("ADD", &sb.container.path());
+        env.path = dir.path().display().to_string();
+        let started = Instant::now();
+        let answer = exec(Plugin::Ours("bridge"), &sb.host, &env, &stdin)?;
+        let elapsed = started.elapsed();
+        let msg = answer.error(7)?;
+        ensure!(msg.contains(needle), "{ipam}: {msg}");
+        ensure!(
+            elapsed < Duration::from_secs(10),
+            "{ipam}: took {elapsed:?}"
+        );
+        ensure!(
+            sb.host.snapshot()? == host_before && sb.container.snapshot()? == container_before,
+            "{ipam}: the namespaces changed"
+        );
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
         privileged(
@@ -324,6 +365,10 @@ fn main() -> std::process::ExitCode {
         privileged(
             "sandbox_read_only_verbs_cannot_change_anything",
             read_only_verbs_cannot_change_anything,
+        ),
+        privileged(
+            "sandbox_ipam_delegation_cannot_fork_without_end",
+            ipam_delegation_cannot_fork_without_end,
         ),
     ])
 }

@@ -25,6 +25,14 @@ use runtime::{ComponentCache, GuestCommand, GuestRequest, NoServices, PluginRunt
 /// host-local's default `dataDir`.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 
+/// How many native delegations deep this invocation is, passed on to each
+/// delegate: a delegate that leads back to wasm-cni (a wrapper script, say)
+/// meets the bound instead of forking without end.
+pub const DELEGATION_DEPTH_ENV: &str = "WASM_CNI_DELEGATION_DEPTH";
+
+/// The deepest chain of native IPAM delegates wasm-cni takes part in.
+pub const MAX_DELEGATION_DEPTH: u32 = 4;
+
 /// Runs the configured IPAM plugin on behalf of one invocation.
 pub struct IpamDelegate {
     request: Arc<Request>,
@@ -268,6 +276,36 @@ impl IpamDelegate {
                 ),
             )
         })?;
+        // The binary under any name looks for the same components and would
+        // delegate to itself again: an unbounded fork, not a plugin.
+        if is_this_binary(&binary) {
+            return Err(CniError::new(
+                ErrorCode::InvalidNetworkConfig,
+                format!(
+                    "ipam.type {ipam_type:?} is wasm-cni itself ({}): wasm-cni never delegates to itself",
+                    binary.display()
+                ),
+            )
+            .with_details(
+                "name an IPAM component (host-local, or one in the plugin directory) or a native \
+                 IPAM plugin",
+            ));
+        }
+        let depth = self
+            .env
+            .get(DELEGATION_DEPTH_ENV)
+            .and_then(|d| d.parse::<u32>().ok())
+            .unwrap_or(0);
+        if depth >= MAX_DELEGATION_DEPTH {
+            return Err(CniError::new(
+                ErrorCode::InvalidNetworkConfig,
+                format!(
+                    "IPAM delegation to {} is {depth} levels deep (at most {MAX_DELEGATION_DEPTH}): \
+                     the delegates lead back to wasm-cni",
+                    binary.display()
+                ),
+            ));
+        }
         let verb = match command {
             GuestCommand::Add => Command::Add,
             GuestCommand::Del => Command::Del,
@@ -279,6 +317,7 @@ impl IpamDelegate {
             .env_clear()
             .envs(&self.env)
             .env("CNI_COMMAND", verb.as_str())
+            .env(DELEGATION_DEPTH_ENV, (depth + 1).to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -364,6 +403,15 @@ impl ScratchCopy {
 impl Drop for ScratchCopy {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Whether `path` (followed through links) is the file this process runs.
+fn is_this_binary(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (fs::metadata(path), fs::metadata("/proc/self/exe")) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
