@@ -339,6 +339,41 @@ fn ipam_delegation_cannot_fork_without_end() -> TestResult {
     Ok(())
 }
 
+/// GHSA-rc4p-x33f-vpr2: wasmtime 47.0.0-48.0.8 without its `gc` feature aborts
+/// the host process when a guest uses a declared subtype. A component that
+/// declares one is refused when it compiles; the process answers and exits.
+fn gc_subtypes_cannot_crash_the_host() -> TestResult {
+    // A component whose core module is (module (type (sub (func)))).
+    let module: &[u8] = b"\0asm\x01\0\0\0\x01\x06\x01\x50\x00\x60\x00\x00";
+    let mut component = b"\0asm\x0d\x00\x01\x00".to_vec();
+    component.push(0x01);
+    component.push(module.len() as u8);
+    component.extend_from_slice(module);
+    std::fs::write(
+        shared_host().plugins.path().join("subtype.wasm"),
+        &component,
+    )
+    .map_err(fail)?;
+    let sb = Sandbox::new("gc")?;
+    let host_before = sb.host.snapshot()?;
+    let container_before = sb.container.snapshot()?;
+    let stdin = json!({"cniVersion": "1.0.0", "name": "gcnet", "type": "subtype"}).to_string();
+    let env = CniEnv::new("ADD", &sb.container.path());
+    let answer = exec(Plugin::Ours("subtype"), &sb.host, &env, &stdin)?;
+    ensure!(
+        answer.status == 1,
+        "exit status {} (134 is an abort)",
+        answer.status
+    );
+    let msg = answer.error(104)?;
+    ensure!(msg.contains("gc"), "{msg}");
+    ensure!(
+        sb.host.snapshot()? == host_before && sb.container.snapshot()? == container_before,
+        "the namespaces changed"
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
         privileged(
@@ -369,6 +404,10 @@ fn main() -> std::process::ExitCode {
         privileged(
             "sandbox_ipam_delegation_cannot_fork_without_end",
             ipam_delegation_cannot_fork_without_end,
+        ),
+        privileged(
+            "sandbox_gc_subtypes_cannot_crash_the_host",
+            gc_subtypes_cannot_crash_the_host,
         ),
     ])
 }

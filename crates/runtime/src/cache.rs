@@ -77,7 +77,7 @@ impl ComponentCache {
         let artifact = engine.precompile_component(wasm).map_err(|e| {
             CniError::new(
                 ErrorCode::ContractViolation,
-                format!("component is not a valid WebAssembly component: {e}"),
+                format!("component is not a valid WebAssembly component: {e:#}"),
             )
         })?;
         if let Err(e) = self.store(&path, &artifact) {
@@ -102,7 +102,7 @@ impl ComponentCache {
         let artifact = engine.precompile_component(wasm).map_err(|e| {
             CniError::new(
                 ErrorCode::ContractViolation,
-                format!("component is not a valid WebAssembly component: {e}"),
+                format!("component is not a valid WebAssembly component: {e:#}"),
             )
         })?;
         self.store(&path, &artifact).map_err(|e| {
