@@ -374,6 +374,76 @@ fn gc_subtypes_cannot_crash_the_host() -> TestResult {
     Ok(())
 }
 
+/// A component granted any bridge name and per-link sysctls named a bridge
+/// `all` (or `default`) and then set "its" sysctls: those of every link of the
+/// node. Refused, in ADD and in DEL alike.
+fn namespace_wide_sysctls_stay_the_admins() -> TestResult {
+    shared_host().install_test_guest("hostile", "hostile");
+    let dir = tempfile::tempdir().map_err(fail)?;
+    let policy = dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        json!({"plugins": [{
+            "match": {"name": "hostile"},
+            "intents": IntentKind::ALL,
+            "bridges": ["*"],
+            "sysctls": ["net/ipv4/conf/<if>/proxy_arp", "net/ipv6/conf/<if>/disable_ipv6"]
+        }]})
+        .to_string(),
+    )
+    .map_err(fail)?;
+    let settings = dir.path().join("settings.json");
+    std::fs::write(&settings, json!({"policyFile": policy}).to_string()).map_err(fail)?;
+    let sb = Sandbox::new("sysall")?;
+    let read = |key: &str| -> Result<String, libtest_mimic::Failed> {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &sb.host.name,
+                "cat",
+                &format!("/proc/sys/{key}"),
+            ])
+            .output()
+            .map_err(fail)?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let keys = [
+        "net/ipv4/conf/all/proxy_arp",
+        "net/ipv6/conf/all/disable_ipv6",
+        "net/ipv4/conf/default/proxy_arp",
+        "net/ipv6/conf/default/disable_ipv6",
+    ];
+    let sysctls = || keys.iter().map(|k| read(k)).collect::<Result<Vec<_>, _>>();
+    let sysctls_before = sysctls()?;
+    let host_before = sb.host.snapshot()?;
+    for attack in ["sysctl-all", "sysctl-default"] {
+        for command in ["ADD", "DEL"] {
+            let stdin = json!({
+                "cniVersion": "1.0.0", "name": "sysnet", "type": "hostile", "attack": attack
+            })
+            .to_string();
+            let env = CniEnv::new(command, &sb.container.path())
+                .set("WASM_CNI_CONFIG", &settings.display().to_string());
+            let answer = exec(Plugin::Ours("hostile"), &sb.host, &env, &stdin)?;
+            let msg = answer.error(100)?;
+            ensure!(
+                msg.contains("sysctl is not granted"),
+                "{attack} {command}: {msg}"
+            );
+            ensure!(
+                sysctls()? == sysctls_before,
+                "{attack} {command}: the node's sysctls changed"
+            );
+            ensure!(
+                sb.host.snapshot()? == host_before,
+                "{attack} {command}: the node's links changed"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
         privileged(
@@ -408,6 +478,10 @@ fn main() -> std::process::ExitCode {
         privileged(
             "sandbox_gc_subtypes_cannot_crash_the_host",
             gc_subtypes_cannot_crash_the_host,
+        ),
+        privileged(
+            "sandbox_namespace_wide_sysctls_stay_the_admins",
+            namespace_wide_sysctls_stay_the_admins,
         ),
     ])
 }

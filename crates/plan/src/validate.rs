@@ -289,11 +289,18 @@ fn check_intent(
             }
         }
         Intent::SetSysctl { side, key, .. } => {
-            let interface_ok = |ifname: &str| match side {
-                Side::Container => {
-                    inv.container != ContainerNs::Absent && (ifname == inv.ifname || ifname == "lo")
-                }
-                Side::Host => owned.contains(ifname),
+            // `all` and `default` are not links but every link of the
+            // namespace (and the template of new ones): the node's are the
+            // admin's, whatever the plan calls a link.
+            let interface_ok = |ifname: &str| {
+                !matches!(ifname, "all" | "default")
+                    && match side {
+                        Side::Container => {
+                            inv.container != ContainerNs::Absent
+                                && (ifname == inv.ifname || ifname == "lo")
+                        }
+                        Side::Host => owned.contains(ifname),
+                    }
             };
             if !inv.grant.allows_sysctl(key, interface_ok) {
                 return refuse("sysctl is not granted for this namespace and link", key);

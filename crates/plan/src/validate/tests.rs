@@ -273,3 +273,38 @@ fn granted_uplink_names_are_still_checked() {
 fn refused(intents: &[Intent], inv: &Invocation<'_>) -> Result<(), CniError> {
     validate_plan(intents, inv).map_err(CniError::from)
 }
+
+#[test]
+fn namespace_wide_sysctls_are_never_a_links() {
+    let grant = Grant {
+        bridges: vec![crate::policy::NamePattern("*".into())],
+        sysctls: vec![crate::policy::SysctlPattern(
+            "net/ipv4/conf/<if>/proxy_arp".into(),
+        )],
+        ..grant().clone()
+    };
+    for name in ["all", "default"] {
+        let plan = [
+            Intent::EnsureBridge {
+                name: name.into(),
+                mtu: None,
+                vlan_filtering: false,
+                promisc: false,
+            },
+            Intent::SetSysctl {
+                side: Side::Host,
+                key: format!("net/ipv4/conf/{name}/proxy_arp"),
+                value: "1".into(),
+            },
+        ];
+        let e = refused(
+            &plan,
+            &Invocation {
+                grant: &grant,
+                ..inv()
+            },
+        )
+        .expect_err(name);
+        assert!(e.msg.contains("sysctl is not granted"), "{name}: {}", e.msg);
+    }
+}

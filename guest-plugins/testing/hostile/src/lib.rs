@@ -197,6 +197,29 @@ impl Guest for Hostile {
                 vlan_filtering: false,
                 promisc: false,
             })],
+            // A bridge named like the namespace-wide sysctl directories, then
+            // a per-link sysctl of "that link".
+            "sysctl-all" | "sysctl-default" => {
+                let name = attack(&req)["sysctl-".len()..].to_string();
+                vec![
+                    Intent::EnsureBridge(BridgeSpec {
+                        name: name.clone(),
+                        mtu: None,
+                        vlan_filtering: false,
+                        promisc: false,
+                    }),
+                    Intent::SetSysctl(SysctlSpec {
+                        ns: Netns::Host,
+                        key: format!("net/ipv4/conf/{name}/proxy_arp"),
+                        value: "1".to_string(),
+                    }),
+                    Intent::SetSysctl(SysctlSpec {
+                        ns: Netns::Host,
+                        key: format!("net/ipv6/conf/{name}/disable_ipv6"),
+                        value: "1".to_string(),
+                    }),
+                ]
+            }
             "sysctl-escape" => vec![Intent::SetSysctl(SysctlSpec {
                 ns: Netns::Host,
                 key: "net/ipv4/conf/all/../../../../kernel/core_pattern".to_string(),
