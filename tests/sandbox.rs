@@ -279,6 +279,33 @@ fn plan_command_applies_nothing() -> TestResult {
         report["code"] == 100 && report["grant"] == "policy file",
         "{report}"
     );
+    // Every rule a plan breaks is shown, not only the first: here a bridge
+    // outside the granted names and two sysctls not granted.
+    let stdin = json!({"cniVersion": "1.0.0", "name": "hostile-net", "type": "hostile", "attack": "sysctl-all"}).to_string();
+    let out = exec(Plugin::Tool(&["plan", "--json"]), &sb.host, &env, &stdin)?.ok()?;
+    let report = out.json()?;
+    let refusals = report["refusals"].as_array().cloned().unwrap_or_default();
+    let rules: Vec<&str> = refusals.iter().filter_map(|r| r["rule"].as_str()).collect();
+    ensure!(
+        rules
+            == [
+                "bridge name is not granted",
+                "sysctl is not granted for this namespace and link",
+                "sysctl is not granted for this namespace and link"
+            ],
+        "{report}"
+    );
+    ensure!(
+        refusals[1]["value"] == "net/ipv4/conf/all/proxy_arp" && refusals[0]["index"] == 0,
+        "{report}"
+    );
+    let text = exec(Plugin::Tool(&["plan"]), &sb.host, &env, &stdin)?.ok()?;
+    ensure!(
+        text.stdout.contains("every rule the plan breaks (3)"),
+        "{}",
+        text.stdout
+    );
+    ensure!(sb.host.snapshot()? == host_before, "plan changed the host");
     Ok(())
 }
 

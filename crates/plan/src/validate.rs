@@ -56,7 +56,8 @@ pub struct Invocation<'a> {
 
 /// Why the validator refused a plan: this layer's error. Its CNI code is
 /// decided once, in `From<Refusal> for CniError`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "refusal", rename_all = "kebab-case")]
 pub enum Refusal {
     /// More intents than `limits.maxIntents`.
     TooManyIntents { count: usize, limit: usize },
@@ -70,6 +71,7 @@ pub enum Refusal {
         /// The value the rule refused.
         value: String,
         /// The whole intent, for the details.
+        #[serde(skip)]
         intent: String,
     },
 }
@@ -223,11 +225,20 @@ impl<'a> Addresses<'a> {
 
 /// Check a whole plan; the first violation is returned.
 pub fn validate_plan(intents: &[Intent], inv: &Invocation<'_>) -> Result<(), Refusal> {
+    match refusals(intents, inv, 1).into_iter().next() {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
+    }
+}
+
+/// Every violation of a plan, up to `most` (the first of each intent, in plan
+/// order), for `wasm-cni plan`; empty when the plan is accepted.
+pub fn refusals(intents: &[Intent], inv: &Invocation<'_>, most: usize) -> Vec<Refusal> {
     if intents.len() > inv.max_intents {
-        return Err(Refusal::TooManyIntents {
+        return vec![Refusal::TooManyIntents {
             count: intents.len(),
             limit: inv.max_intents,
-        });
+        }];
     }
     let mut owned = Owned {
         bridges: BTreeSet::new(),
@@ -237,10 +248,12 @@ pub fn validate_plan(intents: &[Intent], inv: &Invocation<'_>) -> Result<(), Ref
         owned.gather(intent);
     }
     let addrs = Addresses::new(inv);
-    for (index, intent) in intents.iter().enumerate() {
-        check_intent(index, intent, inv, &owned, &addrs)?;
-    }
-    Ok(())
+    intents
+        .iter()
+        .enumerate()
+        .filter_map(|(index, intent)| check_intent(index, intent, inv, &owned, &addrs).err())
+        .take(most)
+        .collect()
 }
 
 fn check_intent(

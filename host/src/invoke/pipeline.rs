@@ -54,6 +54,9 @@ pub struct PlanReport {
     pub verdict: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<u32>,
+    /// Every rule the plan breaks, not only the first (the verdict's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refusals: Vec<validate::Refusal>,
 }
 
 pub(super) fn plan_and_apply(ctx: &PlanContext<'_>) -> Result<Option<String>, CniError> {
@@ -135,6 +138,11 @@ pub(super) fn plan_and_apply(ctx: &PlanContext<'_>) -> Result<Option<String>, Cn
         validate::validate_plan(&intents, &inv).map_err(CniError::from)
     };
     if let Some(slot) = dry_run {
+        let refusals = if is_read_only(request.command) {
+            Vec::new()
+        } else {
+            validate::refusals(&intents, &inv, usize::MAX)
+        };
         let report = PlanReport {
             plugin: plugin.to_string(),
             sha256: sha256.to_string(),
@@ -145,6 +153,7 @@ pub(super) fn plan_and_apply(ctx: &PlanContext<'_>) -> Result<Option<String>, Cn
                 Err(e) => e.msg.clone(),
             },
             code: checked.as_ref().err().map(|e| e.code.as_u32()),
+            refusals,
         };
         *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
         return Ok(None);

@@ -43,5 +43,11 @@ pub fn run(
         ),
         Some(code) => println!("verdict: rejected (code {code}): {}", report.verdict),
     }
+    if report.refusals.len() > 1 {
+        println!("every rule the plan breaks ({}):", report.refusals.len());
+        for refusal in &report.refusals {
+            println!("  {refusal}");
+        }
+    }
     Ok(())
 }
