@@ -193,12 +193,12 @@ impl IpamDelegate {
     /// (tenant-written) config, so it must lie under a root the administrator
     /// allowed: otherwise a config could make the host write files anywhere.
     fn state_dir(&self) -> Result<PathBuf, CniError> {
-        // Keys are matched like Go's JSON decoder (case-insensitively), as the
-        // guest and the reference host-local match them: both must agree on the
-        // directory.
+        // Keys are matched like Go's JSON decoder (case-insensitively; null is
+        // absent), as the guest and the reference host-local match them: both
+        // must agree on the directory.
         let ipam = cni::json::field(&self.request.config.raw, "ipam").and_then(|v| v.as_object());
         let data_dir = match ipam.and_then(|i| cni::json::field(i, "dataDir")) {
-            None | Some(serde_json::Value::Null) => PathBuf::from(DEFAULT_DATA_DIR),
+            None => PathBuf::from(DEFAULT_DATA_DIR),
             Some(serde_json::Value::String(s)) if s.is_empty() => PathBuf::from(DEFAULT_DATA_DIR),
             Some(serde_json::Value::String(s)) => PathBuf::from(s),
             Some(other) => {
