@@ -41,7 +41,10 @@ pub fn attachments(data_dirs: &[PathBuf], network: Option<&str>) -> Vec<Attachme
         };
         for net in networks.flatten() {
             let name = net.file_name().to_string_lossy().into_owned();
-            if network.is_some_and(|n| n != name) || !net.path().is_dir() {
+            // A link here is not a store (anyone who can write under the
+            // data directory, a component included, could plant one).
+            let is_dir = net.file_type().is_ok_and(|t| t.is_dir());
+            if network.is_some_and(|n| n != name) || !is_dir {
                 continue;
             }
             read_store(&net.path(), &name, now, &mut found);
@@ -49,6 +52,9 @@ pub fn attachments(data_dirs: &[PathBuf], network: Option<&str>) -> Vec<Attachme
     }
     found.into_values().collect()
 }
+
+/// A reservation holds a container ID and an interface name.
+const MAX_RESERVATION_BYTES: u64 = 4096;
 
 fn read_store(
     store: &Path,
@@ -67,9 +73,15 @@ fn read_store(
         else {
             continue;
         };
-        let Ok(content) = fs::read_to_string(entry.path()) else {
+        // Only a small regular file, reached without a link and without
+        // blocking: a planted link to a root-only file or to /dev/zero is
+        // skipped, not printed or read without end.
+        let Ok(bytes) =
+            crate::beneath::read_file(&entry.path(), &[store.to_path_buf()], MAX_RESERVATION_BYTES)
+        else {
             continue;
         };
+        let content = String::from_utf8_lossy(&bytes);
         let (id, ifname) = match content.split_once("\r\n") {
             Some((id, ifname)) => (id.trim(), ifname.trim()),
             None => (content.trim(), ""),
@@ -169,9 +181,23 @@ mod tests {
         fs::write(store.join("lock"), "").expect("write");
         fs::create_dir(dir.path().join("other")).expect("mkdir");
         fs::write(dir.path().join("other").join("10.9.0.2"), "c9\r\nnet1").expect("write");
+        // Planted links are skipped: to a file outside, to a device (read
+        // without end), and a network directory that is a link.
+        let secret = tempfile::tempdir().expect("tempdir");
+        fs::write(secret.path().join("shadow"), "root:secret").expect("write");
+        std::os::unix::fs::symlink(secret.path().join("shadow"), store.join("10.1.0.9"))
+            .expect("ln");
+        std::os::unix::fs::symlink("/dev/zero", store.join("10.1.0.10")).expect("ln");
+        std::os::unix::fs::symlink(secret.path(), dir.path().join("linked")).expect("ln");
+        fs::write(secret.path().join("10.7.0.7"), "c7\r\neth0").expect("write");
 
         let all = attachments(&[dir.path().to_path_buf()], None);
         assert_eq!(all.len(), 4, "{all:?}");
+        assert!(
+            all.iter()
+                .all(|a| !a.container_id.contains("secret") && a.network != "linked"),
+            "{all:?}"
+        );
         let c1 = all.iter().find(|a| a.container_id == "c1").expect("c1");
         assert_eq!(c1.ifname, "eth0");
         assert_eq!(

@@ -7,15 +7,17 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component as PathPart, Path, PathBuf};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
 use wasmtime::component::Component;
 
+use crate::beneath;
 use crate::plugins::PluginStore;
 use crate::prefetch::Prefetch;
 use crate::settings::Settings;
@@ -156,26 +158,36 @@ impl IpamDelegate {
         component: &Component,
         command: GuestCommand,
     ) -> Result<Option<CniResult>, CniError> {
-        let dir = self.state_dir()?;
+        let path = self.state_path()?;
         // A dry run reads the real state under its lock, then works on a copy.
-        let (_lock, scratch) = if self.dry_run {
-            let copy = if dir.exists() {
-                let _held = lock_dir(&dir)?;
-                ScratchCopy::of(&dir)?
-            } else {
-                ScratchCopy::of(&dir)?
+        let (_lock, _dir, scratch) = if self.dry_run {
+            let copy = match self.open_state_dir(&path, false) {
+                Ok(dir) => {
+                    let _held = lock_dir(&dir, &path)?;
+                    ScratchCopy::of(Some(&dir.proc_path()))?
+                }
+                Err(_) => ScratchCopy::of(None)?,
             };
-            (None, Some(copy))
+            (None, None, Some(copy))
         } else {
-            (Some(lock_dir(&dir)?), None)
+            let dir = self.open_state_dir(&path, true)?;
+            (Some(lock_dir(&dir, &path)?), Some(dir), None)
         };
-        let dir = scratch.as_ref().map_or(dir.clone(), |s| s.path.clone());
+        // The guest's preopen names the directory opened above, not its path
+        // again (which a link could have redirected since).
+        let preopen = match (&scratch, &_dir) {
+            (Some(s), _) => s.path.clone(),
+            (None, Some(dir)) => dir.proc_path(),
+            (None, None) => return Err(CniError::internal("no IPAM state directory")),
+        };
         let t = timing::phase("ipam:instantiate");
         let mut instance = self.runtime.instantiate_ipam(
             component,
-            Box::new(NoServices),
+            Box::new(IpamServices {
+                resolv_conf_paths: self.settings.resolv_conf_paths.clone(),
+            }),
             &self.settings.limits,
-            &dir,
+            &preopen,
         )?;
         drop(t);
         let _t = timing::phase("ipam:guest");
@@ -189,10 +201,10 @@ impl IpamDelegate {
         Ok(result?)
     }
 
-    /// `<dataDir>/<network name>`, created if missing. `dataDir` comes from the
-    /// (tenant-written) config, so it must lie under a root the administrator
-    /// allowed: otherwise a config could make the host write files anywhere.
-    fn state_dir(&self) -> Result<PathBuf, CniError> {
+    /// `<dataDir>/<network name>`. `dataDir` comes from the (tenant-written)
+    /// config, so it must lie under a root the administrator allowed: otherwise
+    /// a config could make the host write files anywhere.
+    fn state_path(&self) -> Result<PathBuf, CniError> {
         // Keys are matched like Go's JSON decoder (case-insensitively; null is
         // absent), as the guest and the reference host-local match them: both
         // must agree on the directory.
@@ -208,50 +220,40 @@ impl IpamDelegate {
                 ))
             }
         };
-        let clean = data_dir.is_absolute()
-            && data_dir
-                .components()
-                .all(|c| matches!(c, PathPart::RootDir | PathPart::Normal(_)));
-        let allowed = clean
-            && self
-                .settings
-                .ipam_data_dirs
-                .iter()
-                .any(|root| data_dir.starts_with(root));
-        if !allowed {
-            return Err(CniError::new(
+        Ok(data_dir.join(&self.request.config.name))
+    }
+
+    /// The state directory, opened (and made, with `create`) beneath an
+    /// allowed root without following a link below it and at most
+    /// [`MAX_STATE_DEPTH`] directories deep: a text check alone let a link
+    /// planted under an allowed root redirect it, and a deep `dataDir` left
+    /// thousands of directories behind.
+    fn open_state_dir(&self, path: &Path, create: bool) -> Result<beneath::OpenedDir, CniError> {
+        let roots = &self.settings.ipam_data_dirs;
+        beneath::open_dir(
+            path,
+            roots,
+            MAX_STATE_DEPTH,
+            create,
+            Mode::from_bits_truncate(0o755),
+        )
+        .map_err(|refused| match refused {
+            beneath::Refused::NotClean(_)
+            | beneath::Refused::NotAllowed { .. }
+            | beneath::Refused::TooDeep { .. }
+            | beneath::Refused::Link(_) => CniError::new(
                 ErrorCode::PolicyRejected,
-                format!(
-                    "ipam.dataDir {:?} is not under an allowed directory",
-                    data_dir.display()
-                ),
+                format!("ipam.dataDir: {refused}"),
             )
             .with_details(format!(
-                "allowed: {:?} (settings key ipamDataDirs)",
-                self.settings.ipam_data_dirs
-            )));
-        }
-        let dir = data_dir.join(&self.request.config.name);
-        if self.dry_run {
-            return Ok(dir);
-        }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(&dir)
-            .map_err(|e| {
-                CniError::new(
-                    ErrorCode::IoFailure,
-                    format!("cannot create IPAM state directory {}: {e}", dir.display()),
-                )
-            })?;
-        match fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => Ok(dir),
-            _ => Err(CniError::new(
-                ErrorCode::IoFailure,
-                format!("IPAM state {} is not a directory", dir.display()),
+                "the IPAM state directory <dataDir>/<network name> must lie under {roots:?} \
+                     (settings key ipamDataDirs), without links; nothing was changed"
             )),
-        }
+            other => CniError::new(
+                ErrorCode::IoFailure,
+                format!("cannot open the IPAM state directory: {other}"),
+            ),
+        })
     }
 
     fn run_native(
@@ -367,11 +369,12 @@ struct ScratchCopy {
 }
 
 impl ScratchCopy {
-    fn of(dir: &Path) -> Result<Self, CniError> {
+    /// A copy of the regular files of `dir`; empty when there is no directory.
+    fn of(dir: Option<&Path>) -> Result<Self, CniError> {
         let io = |e: std::io::Error| {
             CniError::new(
                 ErrorCode::IoFailure,
-                format!("cannot copy {} for a dry run: {e}", dir.display()),
+                format!("cannot copy the IPAM state for a dry run: {e}"),
             )
         };
         let mut suffix = [0u8; 8];
@@ -386,6 +389,9 @@ impl ScratchCopy {
             .create(&path)
             .map_err(io)?;
         let copy = ScratchCopy { path };
+        let Some(dir) = dir else {
+            return Ok(copy);
+        };
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(copy),
@@ -429,24 +435,93 @@ fn find_in_path(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
 
 /// Take the reference's lock: flock on `<dir>/lock`, held until the guard drops,
 /// so our processes and the Go host-local exclude each other on one network.
-fn lock_dir(dir: &Path) -> Result<Flock<fs::File>, CniError> {
-    let path = dir.join("lock");
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| {
-            CniError::new(
-                ErrorCode::IoFailure,
-                format!("cannot open {}: {e}", path.display()),
-            )
-        })?;
+/// The file is opened in the directory already open, never through a link (a
+/// component can plant one in its state directory), and without blocking.
+fn lock_dir(dir: &beneath::OpenedDir, path: &Path) -> Result<Flock<fs::File>, CniError> {
+    use std::os::fd::AsFd as _;
+    let lock = path.join("lock");
+    let flags = OFlag::O_WRONLY
+        | OFlag::O_CREAT
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::openat(
+        dir.fd.as_fd(),
+        "lock",
+        flags,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|errno| {
+        let why = match errno {
+            nix::errno::Errno::ELOOP => "it is a symbolic link".to_string(),
+            errno => errno.to_string(),
+        };
+        CniError::new(
+            ErrorCode::IoFailure,
+            format!("cannot open {}: {why}", lock.display()),
+        )
+        .with_details("the IPAM state directory was tampered with; nothing was changed")
+    })?;
+    let file = fs::File::from(fd);
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(CniError::new(
+            ErrorCode::IoFailure,
+            format!("cannot lock {}: not a regular file", lock.display()),
+        ));
+    }
     Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| {
         CniError::new(
             ErrorCode::TryAgainLater,
-            format!("cannot lock {}: {errno}", path.display()),
+            format!("cannot lock {}: {errno}", lock.display()),
         )
     })
 }
+
+/// What an IPAM component may ask of the host besides its state directory:
+/// the resolv.conf files the administrator opened.
+struct IpamServices {
+    resolv_conf_paths: Vec<PathBuf>,
+}
+
+impl runtime::HostServices for IpamServices {
+    fn link(&mut self, side: plan::Side, name: &str) -> Option<plan::ObservedLink> {
+        NoServices.link(side, name)
+    }
+    fn routes(&mut self, side: plan::Side) -> Vec<plan::ObservedRoute> {
+        NoServices.routes(side)
+    }
+    fn fresh_link_name(&mut self, prefix: &str) -> String {
+        NoServices.fresh_link_name(prefix)
+    }
+    fn masquerade_rules(&mut self, network: &str) -> Vec<plan::MasqRuleFacts> {
+        NoServices.masquerade_rules(network)
+    }
+    fn ipam(&mut self, command: GuestCommand) -> Result<Option<CniResult>, CniError> {
+        NoServices.ipam(command)
+    }
+    fn log(&mut self, level: runtime::GuestLogLevel, message: &str) {
+        NoServices.log(level, message)
+    }
+    /// Only regular files under `resolvConfPaths`, without following a link
+    /// below an entry and without blocking; a path outside is refused before
+    /// anything is opened (so it does not tell whether a file exists).
+    fn resolv_conf(&mut self, path: &str) -> Result<String, String> {
+        beneath::read_file(Path::new(path), &self.resolv_conf_paths, MAX_RESOLV_CONF)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .map_err(|refused| match refused {
+                beneath::Refused::NotAllowed { .. } | beneath::Refused::NotClean(_) => format!(
+                    "{refused}: resolvConf may name only files the administrator opened \
+                     (settings key resolvConfPaths)"
+                ),
+                other => other.to_string(),
+            })
+    }
+}
+
+/// resolv.conf files are small; a bigger one is not a resolv.conf.
+const MAX_RESOLV_CONF: u64 = 64 << 10;
+
+/// The deepest a state directory lies below its allowed root (its network's
+/// own directory included).
+pub const MAX_STATE_DEPTH: usize = 8;

@@ -8,6 +8,7 @@
 //! touches stdout and the exit status.
 
 pub mod audit;
+pub mod beneath;
 pub mod conflist;
 pub mod inspect;
 pub mod install;

@@ -31,6 +31,10 @@ pub struct Settings {
     pub limits: Limits,
     /// Directories under which an in-process IPAM plugin's `dataDir` may lie.
     pub ipam_data_dirs: Vec<PathBuf>,
+    /// The resolv.conf files an IPAM plugin's `resolvConf` may name: each
+    /// entry a file (taken as it is, links and all) or a directory (any
+    /// regular file below it, reached without links).
+    pub resolv_conf_paths: Vec<PathBuf>,
     /// The administrator's policy (grants per plugin); built-in grants for the
     /// bundled plugins when the file does not exist.
     pub policy_file: PathBuf,
@@ -51,6 +55,10 @@ impl Default for Settings {
                 PathBuf::from("/var/lib/cni/networks"),
                 PathBuf::from("/run/cni/networks"),
                 PathBuf::from("/var/run/cni/networks"),
+            ],
+            resolv_conf_paths: vec![
+                PathBuf::from("/etc/resolv.conf"),
+                PathBuf::from("/run/systemd/resolve"),
             ],
             policy_file: PathBuf::from(plan::policy::DEFAULT_POLICY_PATH),
             audit_log: None,

@@ -19,9 +19,6 @@ pub(crate) fn add_host_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::R
     IpamPlugin::add_to_linker::<GuestState, HasSelf<GuestState>>(linker, |s| s)
 }
 
-/// resolv.conf files are small; a bigger one is not a resolv.conf.
-const MAX_RESOLV_CONF: u64 = 64 << 10;
-
 impl wasm_cni::plugin::ipam_host::Host for GuestState {
     fn log(&mut self, level: LogLevel, message: String) {
         let level = match level {
@@ -33,21 +30,19 @@ impl wasm_cni::plugin::ipam_host::Host for GuestState {
         self.services.log(level, &message);
     }
 
+    /// The host decides which files may be read (and how); only the parsing
+    /// is done here.
     fn read_resolv_conf(&mut self, path: String) -> Result<CniDns, String> {
-        read_resolv_conf(std::path::Path::new(&path))
+        self.services
+            .resolv_conf(&path)
+            .map(|text| parse_resolv_conf(&text))
     }
 }
 
 /// Parse `nameserver`, `domain`, `search` and `options` lines the way the
 /// reference host-local does (later `domain` wins; `search` and `options`
 /// accumulate).
-fn read_resolv_conf(path: &std::path::Path) -> Result<CniDns, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut text = String::new();
-    file.take(MAX_RESOLV_CONF)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+fn parse_resolv_conf(text: &str) -> CniDns {
     let mut dns = CniDns {
         nameservers: Vec::new(),
         domain: None,
@@ -64,7 +59,7 @@ fn read_resolv_conf(path: &std::path::Path) -> Result<CniDns, String> {
             _ => {}
         }
     }
-    Ok(dns)
+    dns
 }
 
 #[cfg(test)]
@@ -73,19 +68,13 @@ mod tests {
 
     #[test]
     fn resolv_conf_is_parsed_like_the_reference() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("resolv.conf");
-        std::fs::write(
-            &path,
+        let dns = parse_resolv_conf(
             "# comment\nnameserver 10.0.0.1\nnameserver 10.0.0.2\ndomain a.example\n\
              search x.example y.example\noptions ndots:2 edns0\n",
-        )
-        .expect("write");
-        let dns = read_resolv_conf(&path).expect("parses");
+        );
         assert_eq!(dns.nameservers, ["10.0.0.1", "10.0.0.2"]);
         assert_eq!(dns.domain.as_deref(), Some("a.example"));
         assert_eq!(dns.search, ["x.example", "y.example"]);
         assert_eq!(dns.options, ["ndots:2", "edns0"]);
-        assert!(read_resolv_conf(&dir.path().join("missing")).is_err());
     }
 }

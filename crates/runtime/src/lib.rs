@@ -72,6 +72,11 @@ pub trait HostServices: Send {
     fn ipam(&mut self, command: GuestCommand) -> Result<Option<CniResult>, CniError>;
     /// A guest log line.
     fn log(&mut self, level: GuestLogLevel, message: &str);
+    /// The text of the resolv.conf file `path` (an IPAM plugin's
+    /// `resolvConf`); the host decides which files are open to plugins.
+    fn resolv_conf(&mut self, path: &str) -> Result<String, String> {
+        Err(format!("{path:?}: no resolv.conf is open to this plugin"))
+    }
 }
 
 /// Host services for guests that may not observe anything (IPAM plugins, tests).

@@ -1,0 +1,161 @@
+//! A full snapshot of a node (a throwaway "host" namespace and the files a
+//! test watches) and measured invocations, for the red-team suite: an attack
+//! is contained only if nothing in the snapshot moved, it answered with the
+//! expected error, and it stayed within its time and memory.
+
+use std::io::Read;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Failed;
+use serde_json::{json, Value};
+
+use super::{fail, spawn, Answer, CniEnv, Netns, Plugin};
+
+/// Everything an attack could change in one namespace: links and their
+/// addresses, routes and policy rules of both families in every table, the
+/// `net.*` sysctls, the nftables ruleset (iptables-nft included) and the
+/// legacy iptables tables.
+pub fn namespace_state(ns: &Netns) -> Result<Value, Failed> {
+    let mut state = ns.snapshot()?;
+    state["rules4"] = ns.ip_json(&["-4", "rule", "show"])?;
+    state["rules6"] = ns.ip_json(&["-6", "rule", "show"])?;
+    state["sysctls"] = Value::String(in_ns(ns, &["sysctl", "-a", "-r", r"^net\."])?);
+    let legacy = in_ns(ns, &["iptables-legacy-save"])?;
+    // Drop the timestamp comments and packet counters.
+    let legacy: Vec<&str> = legacy.lines().filter(|l| !l.starts_with('#')).collect();
+    state["iptables_legacy"] = Value::String(legacy.join("\n"));
+    Ok(state)
+}
+
+/// stdout of `args` run inside `ns` (stderr ignored: unreadable sysctls).
+fn in_ns(ns: &Netns, args: &[&str]) -> Result<String, Failed> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .args(args)
+        .output()
+        .map_err(fail)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Every entry under `dirs`, never following links: path, type, mode, owner,
+/// and the contents of regular files and the target of links.
+pub fn files_state(dirs: &[&Path]) -> Result<Value, Failed> {
+    let mut entries = Vec::new();
+    for dir in dirs {
+        walk(dir, &mut entries)?;
+    }
+    Ok(Value::Array(entries))
+}
+
+fn walk(path: &Path, out: &mut Vec<Value>) -> Result<(), Failed> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(fail(format!("{}: {e}", path.display()))),
+    };
+    let ft = meta.file_type();
+    let mut entry = json!({"path": path, "mode": meta.mode(), "uid": meta.uid()});
+    if ft.is_symlink() {
+        entry["link"] = json!(std::fs::read_link(path).map_err(fail)?);
+    } else if ft.is_file() {
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(1 << 20).read_to_string(&mut text))
+            .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        entry["contents"] = json!(text);
+    }
+    out.push(entry);
+    if ft.is_dir() {
+        let mut children: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(fail)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        children.sort();
+        for child in children {
+            walk(&child, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// The node as a tenant or a component must leave it: its namespace and the
+/// watched files.
+pub fn node_state(host: &Netns, files: &[&Path]) -> Result<Value, Failed> {
+    Ok(json!({"namespace": namespace_state(host)?, "files": files_state(files)?}))
+}
+
+/// The top-level parts of two snapshots that differ, for the failure message.
+pub fn differences(before: &Value, after: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in ["namespace", "files"] {
+        match (before[part].as_object(), after[part].as_object()) {
+            (Some(b), Some(a)) => {
+                for (k, v) in b {
+                    if a.get(k) != Some(v) {
+                        out.push(format!("{part}.{k}"));
+                    }
+                }
+            }
+            _ if before[part] != after[part] => out.push(part.to_string()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// An invocation's answer with its wall time and the peak resident memory of
+/// the process (its children not included).
+pub struct Measured {
+    pub answer: Answer,
+    pub elapsed: Duration,
+    pub peak_rss_kib: u64,
+}
+
+/// [`super::exec`], measured: the process is reaped with `wait4` for its own
+/// resource usage.
+pub fn exec_measured(
+    plugin: Plugin<'_>,
+    host_ns: &Netns,
+    env: &CniEnv,
+    stdin: &str,
+) -> Result<Measured, Failed> {
+    let started = Instant::now();
+    let mut child = spawn(plugin, host_ns, env, stdin)?;
+    let mut stdout = child.stdout.take().ok_or_else(|| fail("no stdout"))?;
+    let mut stderr = child.stderr.take().ok_or_else(|| fail("no stderr"))?;
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        s
+    });
+    let mut out = Vec::new();
+    stdout.read_to_end(&mut out).map_err(fail)?;
+    let err = err_reader.join().unwrap_or_default();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value; `pid` is our own child,
+    // not reaped yet (the `Child` is never waited on).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to locals for the duration of the call.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if reaped != pid {
+        return Err(fail(format!("wait4: {}", std::io::Error::last_os_error())));
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    Ok(Measured {
+        answer: Answer {
+            status: code,
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+        },
+        elapsed: started.elapsed(),
+        peak_rss_kib: usage.ru_maxrss as u64,
+    })
+}

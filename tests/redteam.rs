@@ -1,0 +1,427 @@
+//! The red-team suite (issue 12): each test is an attack a tenant (through a
+//! network configuration) or a hostile component could make on a node. Each
+//! checks the error returned, the time and memory the invocation took, and a
+//! full snapshot of the node before and after: its links, addresses, routes,
+//! rules, `net.*` sysctls, nftables and legacy iptables, and the files the
+//! test watches outside the state directory. The node is a throwaway
+//! namespace like everything else here.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::node::{differences, exec_measured, namespace_state, node_state, Measured};
+use common::*;
+use plan::IntentKind;
+use serde_json::{json, Value};
+
+/// The most an attack may take, in time and peak resident memory.
+const MOST_TIME: Duration = Duration::from_secs(10);
+const MOST_RSS_KIB: u64 = 256 << 10;
+
+/// A node (and a container) for one attack, with an administrator directory
+/// holding its settings.
+struct Scene {
+    sb: Sandbox,
+    admin: tempfile::TempDir,
+}
+
+impl Scene {
+    fn new(tag: &str) -> Result<Self, libtest_mimic::Failed> {
+        Ok(Scene {
+            sb: Sandbox::new(tag)?,
+            admin: tempfile::tempdir().map_err(fail)?,
+        })
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.admin.path().join(rel)
+    }
+
+    /// Write the settings file (and a policy, when given) and return its path.
+    fn settings(
+        &self,
+        mut settings: Value,
+        policy: Option<Value>,
+    ) -> Result<String, libtest_mimic::Failed> {
+        if let Some(policy) = policy {
+            let file = self.path("policy.json");
+            std::fs::write(&file, policy.to_string()).map_err(fail)?;
+            settings["policyFile"] = json!(file);
+        }
+        let file = self.path("config.json");
+        std::fs::write(&file, settings.to_string()).map_err(fail)?;
+        Ok(file.display().to_string())
+    }
+
+    /// The node and the container as they are.
+    fn state(&self, watched: &[&Path]) -> Result<Value, libtest_mimic::Failed> {
+        let mut state = node_state(&self.sb.host, watched)?;
+        state["container"] = namespace_state(&self.sb.container)?;
+        Ok(state)
+    }
+
+    /// Invoke `plugin` with `command`, the settings file and `stdin`.
+    fn invoke(
+        &self,
+        plugin: Plugin<'_>,
+        command: &str,
+        settings: &str,
+        stdin: &Value,
+        tweak: impl FnOnce(CniEnv) -> CniEnv,
+    ) -> Result<Measured, libtest_mimic::Failed> {
+        let env =
+            tweak(CniEnv::new(command, &self.sb.container.path())).set("WASM_CNI_CONFIG", settings);
+        exec_measured(plugin, &self.sb.host, &env, &stdin.to_string())
+    }
+}
+
+/// Run `attack` and require the CNI error `code` with `needle` in its message
+/// or details, within the time and memory bounds, with nothing changed.
+fn contained(
+    scene: &Scene,
+    watched: &[&Path],
+    what: &str,
+    code: u64,
+    needle: &str,
+    attack: impl FnOnce() -> Result<Measured, libtest_mimic::Failed>,
+) -> TestResult {
+    let before = scene.state(watched)?;
+    let m = attack()?;
+    let after = scene.state(watched)?;
+    let msg = m
+        .answer
+        .error(code)
+        .map_err(|e| fail(format!("{what}: {e:?}")))?;
+    let details = m.answer.json()?["details"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ensure!(
+        msg.contains(needle) || details.contains(needle),
+        "{what}: {msg:?} / {details:?} lacks {needle:?}"
+    );
+    ensure!(m.elapsed < MOST_TIME, "{what}: took {:?}", m.elapsed);
+    ensure!(
+        m.peak_rss_kib < MOST_RSS_KIB,
+        "{what}: peak RSS {} KiB",
+        m.peak_rss_kib
+    );
+    let changed = differences(&before, &after);
+    let container_changed = before["container"] != after["container"];
+    ensure!(
+        changed.is_empty() && !container_changed,
+        "{what}: the node changed: {changed:?} (container: {container_changed})"
+    );
+    eprintln!(
+        "  {what}: code {code} in {} ms, peak RSS {} KiB, node unchanged",
+        m.elapsed.as_millis(),
+        m.peak_rss_kib
+    );
+    Ok(())
+}
+
+/// A bridge + host-local config of network `name` with extra `ipam` keys.
+fn bridge_conf(name: &str, bridge: &str, ipam: Value) -> Value {
+    let mut conf = json!({
+        "cniVersion": "1.0.0", "name": name, "type": "bridge", "bridge": bridge,
+        "isGateway": true,
+        "ipam": {"type": "host-local", "subnet": "10.77.0.0/24"}
+    });
+    if let (Some(i), Some(extra)) = (conf["ipam"].as_object_mut(), ipam.as_object()) {
+        i.extend(extra.clone());
+    }
+    conf
+}
+
+/// Class 3: `ipam.resolvConf` opened any path as root, blocked forever on a
+/// FIFO or `/dev/stdout` while holding the network's lock, leaked root-only
+/// files into the result and told whether a file exists. Now only regular
+/// files under `resolvConfPaths`, reached without links, without blocking.
+fn resolv_conf_reads_only_what_the_admin_opened() -> TestResult {
+    let scene = Scene::new("dns")?;
+    let dns = scene.path("dns");
+    std::fs::create_dir(&dns).map_err(fail)?;
+    std::fs::write(dns.join("resolv.conf"), "nameserver 10.77.0.53\n").map_err(fail)?;
+    let secret = scene.path("secret");
+    std::fs::write(&secret, "nameserver 10.66.6.6\nsearch root-only.example\n").map_err(fail)?;
+    nix::unistd::mkfifo(
+        &dns.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .map_err(fail)?;
+    std::os::unix::fs::symlink(&secret, dns.join("link")).map_err(fail)?;
+    let settings = scene.settings(
+        json!({"ipamDataDirs": [scene.path("data")], "resolvConfPaths": [dns]}),
+        None,
+    )?;
+    let watched: [&Path; 2] = [&dns, &secret];
+    let attempts = [
+        ("/dev/stdout".to_string(), "not under an allowed directory"),
+        (
+            secret.display().to_string(),
+            "not under an allowed directory",
+        ),
+        (
+            "/nonexistent/resolv.conf".to_string(),
+            "not under an allowed directory",
+        ),
+        (dns.join("fifo").display().to_string(), "is a FIFO"),
+        (dns.join("link").display().to_string(), "symbolic link"),
+        (
+            format!("{}/../secret", dns.display()),
+            "not a clean absolute path",
+        ),
+    ];
+    for (path, needle) in attempts {
+        let conf = bridge_conf(
+            "dnsnet",
+            "wcnidns0",
+            json!({"dataDir": scene.path("data"), "resolvConf": path}),
+        );
+        contained(
+            &scene,
+            &watched,
+            &format!("resolvConf {path}"),
+            999,
+            needle,
+            || scene.invoke(Plugin::Ours("bridge"), "ADD", &settings, &conf, |e| e),
+        )?;
+    }
+    // What the administrator opened works, and nothing else leaks in.
+    let conf = bridge_conf(
+        "dnsnet",
+        "wcnidns0",
+        json!({"dataDir": scene.path("data"), "resolvConf": dns.join("resolv.conf")}),
+    );
+    let m = scene.invoke(Plugin::Ours("bridge"), "ADD", &settings, &conf, |e| e)?;
+    let result = m.answer.ok()?.json()?;
+    ensure!(
+        result["dns"]["nameservers"] == json!(["10.77.0.53"]),
+        "{result}"
+    );
+    Ok(())
+}
+
+/// Class 6: tricks with the state directory. A link planted under an allowed
+/// `dataDir` root redirected the state directory (text checks only); a
+/// planted `lock -> ../../x` made the next call create and lock `x` as root;
+/// a 2,000-level `dataDir` left 2,004 directories behind.
+fn state_directory_links_lead_nowhere() -> TestResult {
+    let scene = Scene::new("state")?;
+    let data = scene.path("data");
+    let outside = scene.path("outside");
+    std::fs::create_dir_all(&data).map_err(fail)?;
+    std::fs::create_dir_all(&outside).map_err(fail)?;
+    let settings = scene.settings(json!({"ipamDataDirs": [data]}), None)?;
+    let watched: [&Path; 2] = [&outside, &scene.path("x")];
+
+    // A link under the allowed root that leads outside it.
+    std::os::unix::fs::symlink(&outside, data.join("evil")).map_err(fail)?;
+    let conf = bridge_conf("statenet", "wcnist0", json!({"dataDir": data.join("evil")}));
+    contained(
+        &scene,
+        &watched,
+        "dataDir through a link",
+        100,
+        "symbolic link",
+        || scene.invoke(Plugin::Ours("bridge"), "ADD", &settings, &conf, |e| e),
+    )?;
+
+    // A lock planted as a link by whoever could write the state directory.
+    let store = data.join("locknet");
+    std::fs::create_dir_all(&store).map_err(fail)?;
+    std::os::unix::fs::symlink("../../x", store.join("lock")).map_err(fail)?;
+    let conf = bridge_conf("locknet", "wcnist0", json!({"dataDir": data}));
+    contained(
+        &scene,
+        &watched,
+        "planted lock link",
+        5,
+        "symbolic link",
+        || scene.invoke(Plugin::Ours("bridge"), "ADD", &settings, &conf, |e| e),
+    )?;
+    ensure!(!scene.path("x").exists(), "the lock link was followed");
+
+    // A dataDir thousands of directories deep is refused before one is made.
+    let deep: PathBuf = std::iter::once(data.clone())
+        .chain((0..2000).map(|_| PathBuf::from("d")))
+        .collect();
+    let conf = bridge_conf("deepnet", "wcnist0", json!({"dataDir": deep}));
+    let data_watch: [&Path; 1] = [&data.join("d")];
+    contained(
+        &scene,
+        &data_watch,
+        "2,000-level dataDir",
+        100,
+        "more than",
+        || scene.invoke(Plugin::Ours("bridge"), "ADD", &settings, &conf, |e| e),
+    )?;
+    Ok(())
+}
+
+/// Class 6: `wasm-cni inspect` followed links planted in a state directory,
+/// printing root-only files and reading `/dev/zero` without end.
+fn inspect_follows_no_planted_link() -> TestResult {
+    let scene = Scene::new("insp")?;
+    let data = scene.path("data");
+    let store = data.join("pods");
+    std::fs::create_dir_all(&store).map_err(fail)?;
+    std::fs::write(store.join("10.1.0.2"), "c1\r\neth0").map_err(fail)?;
+    let secret = scene.path("secret");
+    std::fs::write(&secret, "root-only-contents").map_err(fail)?;
+    std::os::unix::fs::symlink(&secret, store.join("10.1.0.3")).map_err(fail)?;
+    std::os::unix::fs::symlink("/dev/zero", store.join("10.1.0.4")).map_err(fail)?;
+    std::os::unix::fs::symlink(scene.path("elsewhere"), data.join("linked")).map_err(fail)?;
+    let started = std::time::Instant::now();
+    let out = tool(&[
+        "inspect",
+        "--json",
+        "--data-dir",
+        &data.display().to_string(),
+    ])?
+    .ok()?;
+    ensure!(
+        started.elapsed() < MOST_TIME,
+        "took {:?}",
+        started.elapsed()
+    );
+    let rows = out.json()?;
+    ensure!(
+        rows.as_array().map(Vec::len) == Some(1) && rows[0]["containerID"] == "c1",
+        "{rows}"
+    );
+    ensure!(!out.stdout.contains("root-only"), "{}", out.stdout);
+    Ok(())
+}
+
+/// Class 2: a tenant's `ipam.type` that names wasm-cni itself, or a wrapper
+/// that leads back to it, made every process exec the next one (hundreds of
+/// processes in two seconds). Now it is refused at once.
+fn ipam_delegation_cannot_fork_without_end() -> TestResult {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scene = Scene::new("fork")?;
+    let bin = scene.path("bin");
+    std::fs::create_dir(&bin).map_err(fail)?;
+    std::os::unix::fs::symlink(BIN, bin.join("wasm-cni")).map_err(fail)?;
+    let wrapper = bin.join("loop-ipam");
+    std::fs::write(&wrapper, format!("#!/bin/sh\nexec {BIN} \"$@\"\n")).map_err(fail)?;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).map_err(fail)?;
+    let settings = scene.settings(json!({}), None)?;
+    let watched: [&Path; 1] = [&bin];
+    for (ipam, needle) in [
+        ("wasm-cni", "is wasm-cni itself"),
+        ("loop-ipam", "levels deep"),
+    ] {
+        let conf = json!({
+            "cniVersion": "1.0.0", "name": "forknet", "type": "bridge",
+            "bridge": "wcnifork0", "ipam": {"type": ipam}
+        });
+        contained(
+            &scene,
+            &watched,
+            &format!("ipam.type {ipam}"),
+            7,
+            needle,
+            || {
+                scene.invoke(Plugin::Ours("bridge"), "ADD", &settings, &conf, |mut e| {
+                    e.path = bin.display().to_string();
+                    e
+                })
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Class 10, GHSA-rc4p-x33f-vpr2: wasmtime 47.0.0-48.0.8 without its `gc`
+/// feature aborts the host process when a guest uses a declared subtype. A
+/// component that declares one is refused when it compiles; the process
+/// answers and exits 1 (an abort is 134).
+fn gc_subtypes_cannot_crash_the_host() -> TestResult {
+    // A component whose core module is (module (type (sub (func)))).
+    let module: &[u8] = b"\0asm\x01\0\0\0\x01\x06\x01\x50\x00\x60\x00\x00";
+    let mut component = b"\0asm\x0d\x00\x01\x00".to_vec();
+    component.push(0x01);
+    component.push(module.len() as u8);
+    component.extend_from_slice(module);
+    std::fs::write(
+        shared_host().plugins.path().join("subtype.wasm"),
+        &component,
+    )
+    .map_err(fail)?;
+    let scene = Scene::new("gc")?;
+    let settings = scene.settings(json!({}), None)?;
+    let conf = json!({"cniVersion": "1.0.0", "name": "gcnet", "type": "subtype"});
+    let mut status = 0;
+    contained(&scene, &[], "subtype component", 104, "gc", || {
+        let m = scene.invoke(Plugin::Ours("subtype"), "ADD", &settings, &conf, |e| e)?;
+        status = m.answer.status;
+        Ok(m)
+    })?;
+    ensure!(status == 1, "exit status {status} (134 is an abort)");
+    Ok(())
+}
+
+/// Class 5: a component granted any bridge name and per-link sysctls named a
+/// bridge `all` (or `default`) and then set "its" sysctls: those of every
+/// link of the node. Refused, in ADD and in DEL alike.
+fn namespace_wide_sysctls_stay_the_admins() -> TestResult {
+    shared_host().install_test_guest("hostile", "hostile");
+    let scene = Scene::new("sysall")?;
+    let settings = scene.settings(
+        json!({}),
+        Some(json!({"plugins": [{
+            "match": {"name": "hostile"},
+            "intents": IntentKind::ALL,
+            "bridges": ["*"],
+            "sysctls": ["net/ipv4/conf/<if>/proxy_arp", "net/ipv6/conf/<if>/disable_ipv6"]
+        }]})),
+    )?;
+    for attack in ["sysctl-all", "sysctl-default"] {
+        for command in ["ADD", "DEL"] {
+            let conf = json!({
+                "cniVersion": "1.0.0", "name": "sysnet", "type": "hostile", "attack": attack
+            });
+            contained(
+                &scene,
+                &[],
+                &format!("{attack} {command}"),
+                100,
+                "sysctl is not granted",
+                || scene.invoke(Plugin::Ours("hostile"), command, &settings, &conf, |e| e),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    run(vec![
+        privileged(
+            "redteam_ipam_delegation_cannot_fork_without_end",
+            ipam_delegation_cannot_fork_without_end,
+        ),
+        privileged(
+            "redteam_gc_subtypes_cannot_crash_the_host",
+            gc_subtypes_cannot_crash_the_host,
+        ),
+        privileged(
+            "redteam_namespace_wide_sysctls_stay_the_admins",
+            namespace_wide_sysctls_stay_the_admins,
+        ),
+        privileged(
+            "redteam_resolv_conf_reads_only_what_the_admin_opened",
+            resolv_conf_reads_only_what_the_admin_opened,
+        ),
+        privileged(
+            "redteam_state_directory_links_lead_nowhere",
+            state_directory_links_lead_nowhere,
+        ),
+        plain(
+            "redteam_inspect_follows_no_planted_link",
+            inspect_follows_no_planted_link,
+        ),
+    ])
+}
