@@ -397,8 +397,128 @@ fn namespace_wide_sysctls_stay_the_admins() -> TestResult {
     Ok(())
 }
 
+/// The hostile component's grant: every intent kind, bridges `wcni*`.
+fn hostile_policy() -> Value {
+    json!({"plugins": [{
+        "match": {"name": "hostile"},
+        "intents": IntentKind::ALL,
+        "bridges": ["wcni*"],
+        "cidrs": ["10.123.0.0/24"],
+        "masquerade": true,
+        "sysctls": ["net/ipv4/ip_forward"]
+    }]})
+}
+
+/// Class 4: ownership by name and by plan. A component deleted a node link
+/// by ordering `delete-link X` before `ensure-host-veth X`, and took over an
+/// existing veth (another attachment's) by naming it in `ensure-host-veth`.
+fn components_touch_only_links_they_own() -> TestResult {
+    shared_host().install_test_guest("hostile", "hostile");
+    let scene = Scene::new("own")?;
+    // A node link of the kind the component covets.
+    scene.sb.host.ip(&[
+        "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p",
+    ])?;
+    let settings = scene.settings(json!({}), Some(hostile_policy()))?;
+    for (attack, needle) in [
+        ("delete-then-claim", "host link is not created by this plan"),
+        ("claim-veth", "is not this network's"),
+        ("delete-host-link", "host link is not created by this plan"),
+        ("enslave-uplink", "uplink0"),
+    ] {
+        let conf =
+            json!({"cniVersion": "1.0.0", "name": "ownnet", "type": "hostile", "attack": attack});
+        contained(&scene, &[], attack, 100, needle, || {
+            scene.invoke(Plugin::Ours("hostile"), "ADD", &settings, &conf, |e| e)
+        })?;
+    }
+    Ok(())
+}
+
+/// Class 4 and 9: a bridge belongs to the network that created it (its record
+/// is the link's alias). Another network naming it (a tenant reusing a bridge
+/// name; two networks on one bridge gave a duplicate IP) is refused, and so is
+/// a node bridge the administrator did not name in `adopt` (a tenant's
+/// `forceAddress` once removed the node's own address from it).
+fn networks_take_up_only_their_own_bridges() -> TestResult {
+    let scene = Scene::new("brown")?;
+    let data = scene.path("data");
+    let settings = scene.settings(json!({"ipamDataDirs": [data]}), None)?;
+    // forceAddress: a plugin removes the bridge's other addresses in the subnet.
+    let conf = |net: &str, bridge: &str, subnet: &str| {
+        json!({"cniVersion": "1.0.0", "name": net, "type": "bridge", "bridge": bridge,
+            "isGateway": true, "forceAddress": net == "tenant-c",
+            "ipam": {"type": "host-local", "subnet": subnet, "dataDir": data}})
+    };
+    scene
+        .invoke(
+            Plugin::Ours("bridge"),
+            "ADD",
+            &settings,
+            &conf("tenant-a", "wcniown0", "10.81.0.0/24"),
+            |e| e,
+        )?
+        .answer
+        .ok()?;
+    let record = scene.sb.host.ip_json(&["link", "show", "wcniown0"])?;
+    ensure!(
+        record[0]["ifalias"] == "wasm-cni network=tenant-a",
+        "no ownership record: {record}"
+    );
+    contained(
+        &scene,
+        &[],
+        "another network's bridge",
+        100,
+        "is not this network's",
+        || {
+            scene.invoke(
+                Plugin::Ours("bridge"),
+                "ADD",
+                &settings,
+                &conf("tenant-b", "wcniown0", "10.81.0.0/24"),
+                |e| e.container_id("other-container"),
+            )
+        },
+    )?;
+    // A node bridge with the node's own address.
+    scene
+        .sb
+        .host
+        .ip(&["link", "add", "wcninode0", "type", "bridge"])?;
+    scene
+        .sb
+        .host
+        .ip(&["addr", "add", "10.83.0.250/24", "dev", "wcninode0"])?;
+    contained(
+        &scene,
+        &[],
+        "a node bridge",
+        100,
+        "no wasm-cni record",
+        || {
+            scene.invoke(
+                Plugin::Ours("bridge"),
+                "ADD",
+                &settings,
+                &conf("tenant-c", "wcninode0", "10.83.0.0/24"),
+                |e| e.container_id("third-container"),
+            )
+        },
+    )?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
+        privileged(
+            "redteam_components_touch_only_links_they_own",
+            components_touch_only_links_they_own,
+        ),
+        privileged(
+            "redteam_networks_take_up_only_their_own_bridges",
+            networks_take_up_only_their_own_bridges,
+        ),
         privileged(
             "redteam_ipam_delegation_cannot_fork_without_end",
             ipam_delegation_cannot_fork_without_end,

@@ -86,6 +86,15 @@ pub enum NetError {
     /// name exists but is of another kind); not retryable.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A link exists that this network did not create and the administrator
+    /// did not let it adopt.
+    #[error("{link:?} exists and is not this network's: {}", owner_text(.owner))]
+    NotOwned {
+        /// The link.
+        link: String,
+        /// Its ownership record (alias), when it has one.
+        owner: Option<String>,
+    },
     /// An argument was rejected before reaching the kernel.
     #[error("invalid argument: {0}")]
     Invalid(String),
@@ -108,6 +117,15 @@ pub enum NetError {
         /// Description from the netlink library.
         detail: String,
     },
+}
+
+fn owner_text(owner: &Option<String>) -> String {
+    match owner {
+        Some(record) => format!("it is recorded as {record:?}"),
+        None => "it has no wasm-cni record (a node link: the administrator adopts it with \
+                 the grant's `adopt`)"
+            .to_string(),
+    }
 }
 
 impl NetError {

@@ -169,6 +169,10 @@ pub struct Grant {
     /// Bridges it may create or adopt.
     #[serde(default)]
     pub bridges: Vec<NamePattern>,
+    /// Existing host links (the node's own bridges, say) it may take up
+    /// though wasm-cni did not create them for the network: none by default.
+    #[serde(default)]
+    pub adopt: Vec<NamePattern>,
     /// Existing host interfaces it may use as a master (none by default).
     #[serde(default)]
     pub uplinks: Vec<NamePattern>,

@@ -122,8 +122,10 @@ pub fn valid_ifname(name: &str) -> bool {
     cni::request::validate_interface_name(name).is_ok()
 }
 
-/// Host links the plan creates, gathered first so that order inside the plan does
-/// not matter for ownership.
+/// Host links the plan has created so far: a host link may be touched only
+/// after the intent that creates it (found by attack: `delete-link X` before
+/// `ensure-host-veth X` deleted any node link when ownership was gathered
+/// from the whole plan first).
 struct Owned<'p> {
     bridges: BTreeSet<&'p str>,
     veth_peers: BTreeSet<&'p str>,
@@ -244,16 +246,19 @@ pub fn refusals(intents: &[Intent], inv: &Invocation<'_>, most: usize) -> Vec<Re
         bridges: BTreeSet::new(),
         veth_peers: BTreeSet::new(),
     };
-    for intent in intents {
-        owned.gather(intent);
-    }
     let addrs = Addresses::new(inv);
-    intents
-        .iter()
-        .enumerate()
-        .filter_map(|(index, intent)| check_intent(index, intent, inv, &owned, &addrs).err())
-        .take(most)
-        .collect()
+    let mut found = Vec::new();
+    for (index, intent) in intents.iter().enumerate() {
+        // What an intent creates is its own from that intent on.
+        owned.gather(intent);
+        if let Err(refusal) = check_intent(index, intent, inv, &owned, &addrs) {
+            found.push(refusal);
+            if found.len() >= most {
+                break;
+            }
+        }
+    }
+    found
 }
 
 fn check_intent(

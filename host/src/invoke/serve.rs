@@ -90,6 +90,10 @@ pub(super) fn serve(
             .map(|a| (a.container_id.clone(), a.ifname.clone()))
             .collect()
     });
+    kernel.ownership = kernel::applier::Ownership {
+        network: request.config.name.clone(),
+        adopt: grant.adopt.clone(),
+    };
     let kernel = Arc::new(Mutex::new(kernel));
     drop(t_netns);
 

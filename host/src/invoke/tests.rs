@@ -56,6 +56,7 @@ impl KernelAccess for Arc<FakeKernel> {
                 masq: MasqDoors::fake(Box::new(self.firewall.clone())),
                 spoof: Some(Box::new(self.firewall.clone())),
                 valid_attachments: None,
+                ownership: Default::default(),
             },
         })
     }

@@ -137,5 +137,6 @@ fn open_kernel(container_ns: Option<&NetnsHandle>) -> Result<Kernel, KernelFailu
         masq: MasqDoors::default(),
         spoof: None,
         valid_attachments: None,
+        ownership: Default::default(),
     })
 }

@@ -59,21 +59,30 @@ pub(super) fn ensure_bridge(
 ) -> Result<(), NetError> {
     let existing = k.host.link_brief(name)?;
     let facts = match existing {
-        Some(f) => f,
+        Some(f) => {
+            k.ownership.check(name, f.alias.as_deref())?;
+            f
+        }
         None => {
-            match k.host.create_bridge(name, mtu, vlan_filtering) {
+            let created = match k.host.create_bridge(name, mtu, vlan_filtering) {
                 Ok(()) => {
                     journal.push(Undo::Delete(Side::Host, name.to_string()));
+                    record_owner(k, name)?;
                     pin_mac(k, name)?;
+                    true
                 }
                 // A concurrent ADD created it first: adopt it, as the
-                // reference does (plugins#366).
-                Err(e) if e.is_exists() => {}
+                // reference does (plugins#366), if it is this network's.
+                Err(e) if e.is_exists() => false,
                 Err(e) => return Err(e),
-            }
-            k.host.link_brief(name)?.ok_or_else(|| NetError::NotFound {
+            };
+            let facts = k.host.link_brief(name)?.ok_or_else(|| NetError::NotFound {
                 what: format!("bridge {name} right after creating it"),
-            })?
+            })?;
+            if !created {
+                k.ownership.check(name, facts.alias.as_deref())?;
+            }
+            facts
         }
     };
     if facts.kind.as_deref() != Some("bridge") {
@@ -90,6 +99,12 @@ pub(super) fn ensure_bridge(
         journal.push(Undo::SetUp(Side::Host, name.to_string(), false));
     }
     Ok(())
+}
+
+/// Write this network's record on a host link just created (undone with it).
+fn record_owner(k: &mut Kernel, name: &str) -> Result<(), NetError> {
+    let record = super::Ownership::record(&k.ownership.network);
+    k.host.set_alias(name, &record)
 }
 
 /// A bridge without an explicitly set MAC takes the lowest MAC of its ports, so
@@ -144,7 +159,10 @@ pub(super) fn ensure_host_veth(
     mtu: Option<u32>,
 ) -> Result<(), NetError> {
     match k.host.link_brief(name)? {
-        Some(facts) if facts.kind.as_deref() == Some("veth") => Ok(()),
+        Some(facts) if facts.kind.as_deref() == Some("veth") => {
+            // Another attachment's veth is not taken over by naming it.
+            k.ownership.check(name, facts.alias.as_deref())
+        }
         Some(_) => Err(NetError::Conflict(format!(
             "{name:?} already exists but is not a veth"
         ))),
@@ -152,7 +170,7 @@ pub(super) fn ensure_host_veth(
             let host_ns = k.host_ns.try_clone()?;
             k.host.create_veth(name, mtu, None, peer, &host_ns)?;
             journal.push(Undo::Delete(Side::Host, name.to_string()));
-            Ok(())
+            record_owner(k, name)
         }
     }
 }

@@ -43,6 +43,41 @@ pub struct Kernel {
     pub spoof: Option<Box<dyn SpoofCheck>>,
     /// GC only: the attachments that stay (`None` when the runtime sent no list).
     pub valid_attachments: Option<Vec<(String, String)>>,
+    /// Whose links this invocation may take up when they exist already.
+    pub ownership: Ownership,
+}
+
+/// The record kept on every host link wasm-cni creates for a network (its
+/// alias, `IFLA_IFALIAS`: stored by the kernel with the link, so a crash
+/// cannot lose it and it goes when the link goes), and the existing links the
+/// administrator lets this plugin adopt. A link that exists is taken up only
+/// when it carries this network's record or the administrator named it.
+#[derive(Debug, Clone, Default)]
+pub struct Ownership {
+    /// The network (`name` of the config) this invocation acts for.
+    pub network: String,
+    /// Existing links (the node's) that may be adopted without a record.
+    pub adopt: Vec<plan::policy::NamePattern>,
+}
+
+impl Ownership {
+    /// The record a link created for `network` carries.
+    pub fn record(network: &str) -> String {
+        format!("wasm-cni network={network}")
+    }
+
+    /// Whether an existing link may be taken up.
+    fn check(&self, name: &str, alias: Option<&str>) -> Result<(), NetError> {
+        if alias == Some(Self::record(&self.network).as_str())
+            || self.adopt.iter().any(|p| p.matches(name))
+        {
+            return Ok(());
+        }
+        Err(NetError::NotOwned {
+            link: name.to_string(),
+            owner: alias.map(str::to_string),
+        })
+    }
 }
 
 impl Kernel {

@@ -32,6 +32,7 @@ fn kernel(firewall: &RecordingFirewall, fail: Option<(Side, usize)>) -> Kernel {
         masq: MasqDoors::fake(Box::new(firewall.clone())),
         spoof: Some(Box::new(firewall.clone())),
         valid_attachments: None,
+        ownership: Default::default(),
     }
 }
 

@@ -308,3 +308,28 @@ fn namespace_wide_sysctls_are_never_a_links() {
         assert!(e.msg.contains("sysctl is not granted"), "{name}: {}", e.msg);
     }
 }
+
+/// A host link is the plan's only from the intent that creates it on: a
+/// deletion placed before that intent deleted a node link of the same name.
+#[test]
+fn host_links_are_owned_from_their_creation_on() {
+    let mut g = grant().clone();
+    g.intents.push(IntentKind::EnsureHostVeth);
+    let mut i = inv();
+    i.grant = &g;
+    let create = Intent::EnsureHostVeth {
+        name: "uplink0".into(),
+        peer: "uplink0p".into(),
+        mtu: None,
+    };
+    let delete = Intent::DeleteLink {
+        link: LinkRef::host("uplink0"),
+    };
+    let e = refused(&[delete.clone(), create.clone()], &i).expect_err("refused");
+    assert!(
+        e.msg.contains("intent #0") && e.msg.contains("not created by this plan"),
+        "{}",
+        e.msg
+    );
+    refused(&[create, delete], &i).expect("deleting what it created is fine");
+}

@@ -11,7 +11,7 @@ use exports::wasm_cni::plugin::plugin::Guest;
 use wasm_cni::plugin::host;
 use wasm_cni::plugin::types::{
     AddressSpec, AttachmentKey, BridgeSpec, CniInterface, CniIp, CniResult, Command, Intent,
-    LinkFacts, LinkRef, LogLevel, MacSpec, MasqBackend, MasqueradeSpec, Netns, NetworkPlan,
+    HostVethSpec, LinkFacts, LinkRef, LogLevel, MacSpec, MasqBackend, MasqueradeSpec, Netns, NetworkPlan,
     PluginError, PortSpec, Request, RouteSpec, SysctlSpec, VethSpec,
 };
 
@@ -183,6 +183,39 @@ impl Guest for Hostile {
                 ns: Netns::Host,
                 name: "uplink0".to_string(),
             })],
+            // Delete a node link first, then "create" it: ownership once came
+            // from the whole plan, whatever the order.
+            "delete-then-claim" => vec![
+                Intent::DeleteLink(LinkRef {
+                    ns: Netns::Host,
+                    name: "uplink0".to_string(),
+                }),
+                Intent::EnsureHostVeth(HostVethSpec {
+                    name: "uplink0".to_string(),
+                    peer: "wcniclaim0".to_string(),
+                    mtu: None,
+                }),
+            ],
+            // Claim a veth that exists (another attachment's) and enslave it.
+            "claim-veth" => vec![
+                Intent::EnsureBridge(BridgeSpec {
+                    name: "wcniclaim0".to_string(),
+                    mtu: None,
+                    vlan_filtering: false,
+                    promisc: false,
+                }),
+                Intent::EnsureHostVeth(HostVethSpec {
+                    name: "uplink0".to_string(),
+                    peer: "wcniclaimp".to_string(),
+                    mtu: None,
+                }),
+                Intent::AttachPort(PortSpec {
+                    port: "uplink0".to_string(),
+                    master: "wcniclaim0".to_string(),
+                    hairpin: false,
+                    isolated: false,
+                }),
+            ],
             "readdress-host-link" => vec![Intent::AddAddress(AddressSpec {
                 link: LinkRef {
                     ns: Netns::Host,
