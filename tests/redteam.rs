@@ -509,8 +509,92 @@ fn networks_take_up_only_their_own_bridges() -> TestResult {
     Ok(())
 }
 
+/// Class 1: tenant-chosen addresses were trusted. A bundled bridge +
+/// host-local config with a public subnet made the node route that space to
+/// the tenant's bridge. Now IPAM's results, every address, gateway, host route
+/// and masquerade source must lie in the address space the administrator
+/// opened (default: the private ranges), and a host address must not overlap
+/// the node's own routes.
+fn tenants_use_only_the_address_space_opened_to_them() -> TestResult {
+    let scene = Scene::new("space")?;
+    let data = scene.path("data");
+    // The node's own network, as its uplink would carry it.
+    scene.sb.host.ip(&[
+        "link", "add", "wcninic0", "type", "veth", "peer", "name", "wcninic1",
+    ])?;
+    scene
+        .sb
+        .host
+        .ip(&["addr", "add", "10.84.0.5/16", "dev", "wcninic0"])?;
+    scene.sb.host.ip(&["link", "set", "wcninic0", "up"])?;
+    let conf = |net: &str, subnet: &str| {
+        json!({"cniVersion": "1.0.0", "name": net, "type": "bridge", "bridge": "wcnisp0",
+            "isGateway": true, "ipMasq": true,
+            "ipam": {"type": "host-local", "subnet": subnet, "dataDir": data}})
+    };
+    let default = scene.settings(json!({"ipamDataDirs": [data]}), None)?;
+    for (what, subnet, needle) in [
+        ("public subnet", "8.8.8.0/24", "outside the address space"),
+        (
+            "documentation space not opened",
+            "203.0.113.0/24",
+            "outside the address space",
+        ),
+        (
+            "the node's own subnet",
+            "10.84.1.0/24",
+            "overlaps the node's route 10.84.0.0/16",
+        ),
+    ] {
+        contained(&scene, &[], what, 100, needle, || {
+            scene.invoke(
+                Plugin::Ours("bridge"),
+                "ADD",
+                &default,
+                &conf("spacenet", subnet),
+                |e| e,
+            )
+        })?;
+    }
+    // The administrator narrows the space for every plugin.
+    let narrow = scene.settings(
+        json!({"ipamDataDirs": [data]}),
+        Some(json!({"addressSpace": ["10.85.0.0/16"]})),
+    )?;
+    contained(
+        &scene,
+        &[],
+        "private space outside the policy's",
+        100,
+        "10.85.0.0/16",
+        || {
+            scene.invoke(
+                Plugin::Ours("bridge"),
+                "ADD",
+                &narrow,
+                &conf("spacenet", "10.86.0.0/24"),
+                |e| e,
+            )
+        },
+    )?;
+    let m = scene.invoke(
+        Plugin::Ours("bridge"),
+        "ADD",
+        &narrow,
+        &conf("spacenet", "10.85.3.0/24"),
+        |e| e,
+    )?;
+    let result = m.answer.ok()?.json()?;
+    ensure!(result["ips"][0]["address"] == "10.85.3.2/24", "{result}");
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
+        privileged(
+            "redteam_tenants_use_only_the_address_space_opened_to_them",
+            tenants_use_only_the_address_space_opened_to_them,
+        ),
         privileged(
             "redteam_components_touch_only_links_they_own",
             components_touch_only_links_they_own,

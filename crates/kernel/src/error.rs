@@ -95,6 +95,19 @@ pub enum NetError {
         /// Its ownership record (alias), when it has one.
         owner: Option<String>,
     },
+    /// An address for a host link overlaps a route of the node's own (another
+    /// link's subnet, or one of its addresses).
+    #[error("{address} on {link} overlaps the node's route {existing}{}", .via.as_ref().map(|v| format!(" on {v}")).unwrap_or_default())]
+    Overlaps {
+        /// The address asked for.
+        address: ipnet::IpNet,
+        /// The link it was for.
+        link: String,
+        /// The node's route it overlaps.
+        existing: ipnet::IpNet,
+        /// That route's link, when known.
+        via: Option<String>,
+    },
     /// An argument was rejected before reaching the kernel.
     #[error("invalid argument: {0}")]
     Invalid(String),
@@ -144,6 +157,12 @@ impl NetError {
             context: context.into(),
             source,
         }
+    }
+
+    /// A refusal of the node's rules (ownership, overlap), not a failure: its
+    /// CNI code is the policy's.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::NotOwned { .. } | Self::Overlaps { .. })
     }
 
     /// The kernel errno, if this is a kernel answer.

@@ -176,6 +176,12 @@ pub struct Grant {
     /// Existing host interfaces it may use as a master (none by default).
     #[serde(default)]
     pub uplinks: Vec<NamePattern>,
+    /// The address space its networks may use at all: IPAM's results,
+    /// addresses on either side, gateways, host routes and masquerade sources
+    /// must lie inside. Unset: the policy's `addressSpace`, else
+    /// [`DEFAULT_ADDRESS_SPACE`].
+    #[serde(default)]
+    pub address_space: Option<Vec<IpNet>>,
     /// Where it may assign addresses and route, besides what IPAM returned.
     #[serde(default)]
     pub cidrs: Vec<IpNet>,
@@ -194,6 +200,14 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// The address space in effect.
+    pub fn address_space(&self) -> &[IpNet] {
+        match &self.address_space {
+            Some(space) => space,
+            None => default_address_space(),
+        }
+    }
+
     /// Whether the grant allows intents of `kind`.
     pub fn allows_kind(&self, kind: IntentKind) -> bool {
         self.intents.contains(&kind)
@@ -212,10 +226,39 @@ impl Grant {
     }
 }
 
+/// The address space when neither the grant nor the policy sets one: the
+/// private ranges (RFC 1918, shared address space RFC 6598, unique local
+/// IPv6 RFC 4193) and the documentation prefixes the reference plugins'
+/// examples use (2001:db8::/32, and 3ffe::/16, the retired 6bone space).
+/// Public space a tenant names is refused: the node would route it to them.
+pub const DEFAULT_ADDRESS_SPACE: &[&str] = &[
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
+    "2001:db8::/32",
+    "3ffe::/16",
+];
+
+/// [`DEFAULT_ADDRESS_SPACE`], parsed.
+pub fn default_address_space() -> &'static [IpNet] {
+    static SPACE: std::sync::OnceLock<Vec<IpNet>> = std::sync::OnceLock::new();
+    SPACE.get_or_init(|| {
+        DEFAULT_ADDRESS_SPACE
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect()
+    })
+}
+
 /// The policy file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Policy {
+    /// The address space of every grant that sets none of its own.
+    #[serde(default)]
+    pub address_space: Option<Vec<IpNet>>,
     /// Grants, first match wins.
     #[serde(default)]
     pub plugins: Vec<Grant>,
@@ -308,10 +351,15 @@ impl Policy {
             })
         });
         if let Some(g) = file_grant {
-            return g.clone();
+            let mut g = g.clone();
+            if g.address_space.is_none() {
+                g.address_space = policy.and_then(|p| p.address_space.clone());
+            }
+            return g;
         }
         if source.bundled {
-            if let Some(g) = builtin_grant(source.name) {
+            if let Some(mut g) = builtin_grant(source.name) {
+                g.address_space = policy.and_then(|p| p.address_space.clone());
                 return g;
             }
         }

@@ -61,6 +61,13 @@ pub struct Invocation<'a> {
 pub enum Refusal {
     /// More intents than `limits.maxIntents`.
     TooManyIntents { count: usize, limit: usize },
+    /// IPAM returned an address outside the address space open to the plugin.
+    OutsideAddressSpace {
+        /// The address (or gateway) IPAM returned.
+        value: String,
+        /// The address space in effect.
+        space: Vec<String>,
+    },
     /// An intent broke a rule.
     Rejected {
         /// Its position in the plan.
@@ -83,6 +90,11 @@ impl fmt::Display for Refusal {
                 f,
                 "plan has {count} intents, more than the limit of {limit}"
             ),
+            Refusal::OutsideAddressSpace { value, space } => write!(
+                f,
+                "IPAM returned {value}, outside the address space open to this plugin ({})",
+                space.join(", ")
+            ),
             Refusal::Rejected {
                 index,
                 kind,
@@ -99,6 +111,11 @@ impl From<Refusal> for CniError {
         let msg = r.to_string();
         match r {
             Refusal::TooManyIntents { .. } => CniError::new(ErrorCode::LimitExceeded, msg),
+            Refusal::OutsideAddressSpace { .. } => CniError::new(ErrorCode::PolicyRejected, msg)
+                .with_details(
+                    "the administrator opens address space with addressSpace in the policy \
+                     (default: the private ranges); nothing was applied",
+                ),
             Refusal::Rejected { intent, .. } => CniError::new(ErrorCode::PolicyRejected, msg)
                 .with_details(format!("intent: {intent}; nothing was applied")),
         }
@@ -173,11 +190,13 @@ impl<'p> Owned<'p> {
     }
 }
 
-/// Where addresses may come from: what IPAM returned, and the grant's CIDRs.
+/// Where addresses may come from: what IPAM returned, and the grant's CIDRs;
+/// and the address space all of them must lie in.
 struct Addresses<'a> {
     ipam_ips: Vec<IpNet>,
     ipam_subnets: Vec<IpNet>,
     granted: &'a [IpNet],
+    space: &'a [IpNet],
 }
 
 impl<'a> Addresses<'a> {
@@ -192,7 +211,32 @@ impl<'a> Addresses<'a> {
             ipam_ips,
             ipam_subnets,
             granted: &inv.grant.cidrs,
+            space: inv.grant.address_space(),
         }
+    }
+
+    /// Whether the whole of `net` lies in the address space.
+    fn in_space(&self, net: &IpNet) -> bool {
+        self.space
+            .iter()
+            .any(|s| s.contains(&net.network()) && net.prefix_len() >= s.prefix_len())
+    }
+
+    fn ip_in_space(&self, ip: &IpAddr) -> bool {
+        self.space.iter().any(|s| s.contains(ip))
+    }
+
+    /// The first address or gateway IPAM returned outside the space.
+    fn ipam_outside_space(&self, ipam: &[CniResult]) -> Option<String> {
+        ipam.iter().flat_map(|r| &r.ips).find_map(|ip| {
+            if !self.in_space(&ip.address.trunc()) {
+                Some(ip.address.to_string())
+            } else {
+                ip.gateway
+                    .filter(|gw| !self.ip_in_space(gw))
+                    .map(|gw| format!("gateway {gw}"))
+            }
+        })
     }
 
     fn granted_net(&self, net: &IpNet) -> bool {
@@ -247,6 +291,14 @@ pub fn refusals(intents: &[Intent], inv: &Invocation<'_>, most: usize) -> Vec<Re
         veth_peers: BTreeSet::new(),
     };
     let addrs = Addresses::new(inv);
+    // Space the administrator did not open is refused whatever the plan does
+    // with it (a tenant chooses IPAM's subnet).
+    if let Some(value) = addrs.ipam_outside_space(inv.ipam) {
+        return vec![Refusal::OutsideAddressSpace {
+            value,
+            space: addrs.space.iter().map(ToString::to_string).collect(),
+        }];
+    }
     let mut found = Vec::new();
     for (index, intent) in intents.iter().enumerate() {
         // What an intent creates is its own from that intent on.
@@ -325,6 +377,9 @@ fn check_intent(
             }
         }
         Intent::AddAddress { link, address, .. } | Intent::DeleteAddress { link, address } => {
+            if !addrs.in_space(&address.trunc()) {
+                return refuse("address is outside the address space", &address.to_string());
+            }
             let ok = match link.side {
                 Side::Container => addrs.container_address(address),
                 Side::Host => addrs.host_address(address),
@@ -343,6 +398,15 @@ fn check_intent(
                     &r.dst.to_string(),
                 );
             }
+            if r.side == Side::Host && !addrs.in_space(&r.dst) {
+                return refuse(
+                    "host route is outside the address space",
+                    &r.dst.to_string(),
+                );
+            }
+            if let Some(gw) = r.gw.filter(|gw| !addrs.ip_in_space(gw)) {
+                return refuse("gateway is outside the address space", &gw.to_string());
+            }
             if let Some(gw) = r.gw {
                 if !addrs.gateway(&gw) {
                     return refuse(
@@ -355,6 +419,12 @@ fn check_intent(
         Intent::Masquerade { source, key, .. } => {
             if !inv.grant.masquerade {
                 return refuse("masquerading is not granted", &source.to_string());
+            }
+            if !addrs.in_space(&source.trunc()) {
+                return refuse(
+                    "masquerade source is outside the address space",
+                    &source.to_string(),
+                );
             }
             if !addrs.container_address(source) {
                 return refuse(

@@ -62,13 +62,12 @@ impl From<KernelFailure> for CniError {
             | KernelFailure::OwnNetns(_)
             | KernelFailure::Doors { .. } => CniError::new(ErrorCode::IoFailure, msg),
             KernelFailure::SameNetns => CniError::new(ErrorCode::InvalidNetns, msg),
-            // A link that is not the network's is a policy matter, not a
-            // kernel failure.
-            KernelFailure::Apply(ApplyError {
-                source: NetError::NotOwned { .. },
-                ..
-            }) => CniError::new(ErrorCode::PolicyRejected, msg)
-                .with_details("every change made before it was undone"),
+            // A link that is not the network's, or an address over the
+            // node's routes, is a policy matter, not a kernel failure.
+            KernelFailure::Apply(ApplyError { source, .. }) if source.is_refusal() => {
+                CniError::new(ErrorCode::PolicyRejected, msg)
+                    .with_details("every change made before it was undone")
+            }
             KernelFailure::Apply(_) => CniError::new(ErrorCode::ApplyFailed, msg)
                 .with_details("every change made before the failure was undone"),
             KernelFailure::BestEffort(_) => CniError::new(ErrorCode::ApplyFailed, msg),

@@ -28,7 +28,14 @@ pub(super) fn add(
     ensure: bool,
 ) -> Result<(), NetError> {
     match k.side(link.side)?.add_address(&link.name, address) {
-        Ok(()) => journal.push(Undo::Delete(link.side, link.name.clone(), address)),
+        Ok(()) => {
+            journal.push(Undo::Delete(link.side, link.name.clone(), address));
+            // Checked once, when the address is new (it is then undone with
+            // the rest); the ADDs after it find it there.
+            if link.side == Side::Host {
+                check_overlap(k, &link.name, address)?;
+            }
+        }
         // Concurrent ADDs put the same gateway address on a shared
         // bridge (plugins#366): identical is fine when asked to ensure.
         Err(e) if ensure && e.is_exists() => {}
@@ -49,4 +56,47 @@ pub(super) fn delete(
         Err(e) => return Err(e),
     }
     Ok(())
+}
+
+/// A host address must not overlap the node's own routes: the subnets of its
+/// other links (connected routes), its own addresses (local routes) and what
+/// it routes elsewhere. Default routes and link-local or multicast space do
+/// not count; neither do routes through the link itself.
+fn check_overlap(k: &mut Kernel, name: &str, address: IpNet) -> Result<(), NetError> {
+    const MAIN: u32 = 254;
+    const LOCAL: u32 = 255;
+    let index = k.host.link_brief(name)?.map(|l| l.index);
+    let ours = address.trunc();
+    for route in k.host.routes()? {
+        let elsewhere = route.oif.is_none() || route.oif != index;
+        let counts = matches!(route.table, MAIN | LOCAL)
+            && route.dst.prefix_len() > 0
+            && !is_link_local_or_multicast(&route.dst);
+        let overlaps = route.dst.contains(&ours.network()) || ours.contains(&route.dst.network());
+        if elsewhere && counts && overlaps {
+            let via = match route.oif {
+                Some(i) => k.host.link_by_index(i)?.map(|l| l.name),
+                None => None,
+            };
+            return Err(NetError::Overlaps {
+                address,
+                link: name.to_string(),
+                existing: route.dst,
+                via,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn is_link_local_or_multicast(net: &IpNet) -> bool {
+    match net {
+        IpNet::V4(n) => {
+            n.addr().is_link_local() || n.addr().is_multicast() || n.addr().is_broadcast()
+        }
+        IpNet::V6(n) => {
+            let first = n.addr().segments()[0];
+            first & 0xffc0 == 0xfe80 || first & 0xff00 == 0xff00
+        }
+    }
 }

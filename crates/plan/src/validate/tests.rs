@@ -333,3 +333,60 @@ fn host_links_are_owned_from_their_creation_on() {
     );
     refused(&[create, delete], &i).expect("deleting what it created is fine");
 }
+
+fn ipam_result(address: &str, gateway: &str) -> Vec<CniResult> {
+    vec![serde_json::from_value(serde_json::json!({
+        "ips": [{"address": address, "gateway": gateway}]
+    }))
+    .expect("result")]
+}
+
+/// A tenant chooses IPAM's subnet: public space (which the node would route
+/// to the tenant's bridge) is refused unless the administrator opened it.
+#[test]
+fn address_space_bounds_ipam_and_every_address() {
+    let public = ipam_result("8.8.8.2/24", "8.8.8.1");
+    let mut i = inv();
+    i.ipam = &public;
+    let e = validate_plan(&[veth()], &i).expect_err("public space");
+    assert!(
+        matches!(&e, Refusal::OutsideAddressSpace { value, .. } if value == "8.8.8.2/24"),
+        "{e}"
+    );
+    assert_eq!(CniError::from(e).code, ErrorCode::PolicyRejected);
+
+    // The administrator narrows the space: private space outside it is refused too.
+    let mut narrow = grant().clone();
+    narrow.address_space = Some(vec!["10.22.0.0/16".parse().expect("net")]);
+    narrow.cidrs = vec!["10.0.0.0/8".parse().expect("net")];
+    let mut i = inv();
+    i.grant = &narrow;
+    refused(&[veth()], &i).expect("IPAM's result is inside");
+    let outside = Intent::AddAddress {
+        link: LinkRef::container("eth0"),
+        address: "10.99.0.5/24".parse().expect("net"),
+        ensure: false,
+    };
+    let e = refused(&[veth(), outside], &i).expect_err("granted CIDR, outside the space");
+    assert!(
+        e.msg.contains("outside the address space") && e.msg.contains("10.99.0.5/24"),
+        "{}",
+        e.msg
+    );
+    let masq = Intent::Masquerade {
+        source: "10.99.0.5/24".parse().expect("net"),
+        key: crate::AttachmentKey {
+            network: "net".into(),
+            container_id: "ctr".into(),
+            ifname: "eth0".into(),
+        },
+        backend: crate::MasqBackend::Nftables,
+    };
+    let e = refused(&[masq], &i).expect_err("masquerade outside");
+    assert!(e.msg.contains("masquerade source is outside"), "{}", e.msg);
+    // An IPAM gateway outside the space counts as well.
+    let gw = ipam_result("10.22.0.5/16", "10.23.0.1");
+    i.ipam = &gw;
+    let e = validate_plan(&[veth()], &i).expect_err("gateway");
+    assert!(e.to_string().contains("gateway 10.23.0.1"), "{e}");
+}
