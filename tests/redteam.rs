@@ -17,7 +17,7 @@ use plan::IntentKind;
 use serde_json::{json, Value};
 
 /// The most an attack may take, in time and peak resident memory.
-const MOST_TIME: Duration = Duration::from_secs(10);
+const MOST_TIME: Duration = Duration::from_secs(15);
 const MOST_RSS_KIB: u64 = 256 << 10;
 
 /// A node (and a container) for one attack, with an administrator directory
@@ -589,8 +589,105 @@ fn tenants_use_only_the_address_space_opened_to_them() -> TestResult {
     Ok(())
 }
 
+/// Class 7: a component that asked IPAM for an address and released it could
+/// still plan it, while IPAM was free to give it to another container.
+fn released_addresses_are_not_the_invocations() -> TestResult {
+    shared_host().install_test_guest("hostile", "hostile");
+    let scene = Scene::new("acct")?;
+    let data = scene.path("data");
+    let settings = scene.settings(json!({"ipamDataDirs": [data]}), Some(hostile_policy()))?;
+    let conf = json!({"cniVersion": "1.0.0", "name": "acctnet", "type": "hostile",
+        "attack": "ipam-release-use",
+        "ipam": {"type": "host-local", "subnet": "10.124.0.0/24", "dataDir": data}});
+    contained(
+        &scene,
+        &[],
+        "use after release",
+        100,
+        "10.124.0.2/24",
+        || scene.invoke(Plugin::Ours("hostile"), "ADD", &settings, &conf, |e| e),
+    )
+}
+
+/// Class 8: budgets for the whole invocation, not per call. Waits in DEL
+/// (5 s each, 21 minutes for a full plan), a guest looping on `log` (354 MiB
+/// in one deadline), 100 MB on stdin (2.1 GB of memory), 11,000 range sets
+/// (571 reservations left behind).
+fn every_activity_has_an_invocation_budget() -> TestResult {
+    shared_host().install_test_guest("hostile", "hostile");
+    let scene = Scene::new("budget")?;
+    let data = scene.path("data");
+    let log = scene.path("wasm-cni.log");
+    let settings = scene.settings(
+        json!({"ipamDataDirs": [data], "logFile": log, "limits": {"deadlineMs": 1000}}),
+        Some(hostile_policy()),
+    )?;
+    let hostile = |attack: &str| json!({"cniVersion": "1.0.0", "name": "budgetnet", "type": "hostile", "attack": attack});
+    contained(&scene, &[], "250 waits in DEL", 107, "used up", || {
+        scene.invoke(
+            Plugin::Ours("hostile"),
+            "DEL",
+            &settings,
+            &hostile("many-waits"),
+            |e| e,
+        )
+    })?;
+    contained(&scene, &[], "log flood", 102, "ran out of time", || {
+        scene.invoke(
+            Plugin::Ours("hostile"),
+            "ADD",
+            &settings,
+            &hostile("log-flood"),
+            |e| e.set("WASM_CNI_LOG_LEVEL", "info"),
+        )
+    })?;
+    let logged = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    ensure!(logged < 2 << 20, "the guest logged {logged} bytes");
+    ensure!(
+        std::fs::read_to_string(&log)
+            .map_err(fail)?
+            .contains("log budget"),
+        "no word of the dropped lines"
+    );
+    // 100 MB on stdin: read no further than the bound.
+    let mut huge = bridge_conf("budgetnet", "wcnibud0", json!({"dataDir": data}));
+    huge["padding"] = json!("x".repeat(100 << 20));
+    contained(&scene, &[], "100 MB on stdin", 7, "larger than", || {
+        scene.invoke(Plugin::Ours("bridge"), "ADD", &settings, &huge, |e| e)
+    })?;
+    // 11,000 range sets: refused before one address is reserved.
+    let sets: Vec<Value> = (0..11_000)
+        .map(|i| json!([{"subnet": format!("10.{}.{}.0/24", 100 + i / 256, i % 256)}]))
+        .collect();
+    let conf = json!({"cniVersion": "1.0.0", "name": "rangenet", "type": "bridge",
+        "bridge": "wcnibud0", "ipam": {"type": "host-local", "ranges": sets, "dataDir": data}});
+    contained(&scene, &[], "11,000 range sets", 7, "more than 16", || {
+        scene.invoke(Plugin::Ours("bridge"), "ADD", &settings, &conf, |e| e)
+    })?;
+    let reserved = std::fs::read_dir(data.join("rangenet"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name() != "lock")
+                .count()
+        })
+        .unwrap_or(0);
+    ensure!(
+        reserved == 0,
+        "{reserved} files left in the state directory"
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
+        privileged(
+            "redteam_released_addresses_are_not_the_invocations",
+            released_addresses_are_not_the_invocations,
+        ),
+        privileged(
+            "redteam_every_activity_has_an_invocation_budget",
+            every_activity_has_an_invocation_budget,
+        ),
         privileged(
             "redteam_tenants_use_only_the_address_space_opened_to_them",
             tenants_use_only_the_address_space_opened_to_them,

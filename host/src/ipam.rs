@@ -114,6 +114,14 @@ impl IpamDelegate {
             Err(e) if e.code == ErrorCode::ComponentNotFound => self.run_native(ipam_type, command),
             Err(e) => Err(e),
         }?;
+        if command == GuestCommand::Del {
+            // Released addresses are no longer this invocation's to use: a
+            // component that asked and released could otherwise plan an
+            // address IPAM was free to give another container.
+            if let Ok(mut results) = self.results.lock() {
+                results.clear();
+            }
+        }
         if command == GuestCommand::Add {
             self.added.store(true, Ordering::SeqCst);
             match &result {

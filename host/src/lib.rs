@@ -17,3 +17,6 @@ pub mod ipam;
 pub mod plugins;
 pub mod prefetch;
 pub mod settings;
+
+/// The largest network configuration read from stdin (prevResult included).
+pub const MAX_STDIN_BYTES: usize = 4 << 20;

@@ -101,11 +101,26 @@ fn serve_cni(invoked_as: Option<&str>, env: &BTreeMap<String, String>) -> ExitCo
     let command = env.get("CNI_COMMAND").map(String::as_str).unwrap_or("");
     let mut stdin = Vec::new();
     if !command.is_empty() && command != "VERSION" {
-        if let Err(e) = std::io::stdin().read_to_end(&mut stdin) {
-            let e = CniError::new(
+        // A network configuration is kilobytes; 100 MB on stdin once cost
+        // 2.1 GB of memory to parse. Read one byte past the bound to know.
+        let read = std::io::stdin()
+            .take(wasm_cni::MAX_STDIN_BYTES as u64 + 1)
+            .read_to_end(&mut stdin);
+        let e = match read {
+            Err(e) => Some(CniError::new(
                 ErrorCode::IoFailure,
                 format!("error reading from stdin: {e}"),
-            );
+            )),
+            Ok(n) if n > wasm_cni::MAX_STDIN_BYTES => Some(CniError::new(
+                ErrorCode::InvalidNetworkConfig,
+                format!(
+                    "the network configuration on stdin is larger than {} bytes",
+                    wasm_cni::MAX_STDIN_BYTES
+                ),
+            )),
+            Ok(_) => None,
+        };
+        if let Some(e) = e {
             return print_error(&e, CniVersion::CURRENT.as_str());
         }
     }

@@ -28,6 +28,8 @@ pub struct Limits {
     pub max_intents: usize,
     /// Bytes of stdout, and separately of stderr, kept from a guest.
     pub output_bytes: usize,
+    /// Bytes of log lines (`host.log`) a guest instance may send in all.
+    pub log_bytes: usize,
 }
 
 impl Default for Limits {
@@ -42,6 +44,7 @@ impl Default for Limits {
             resources: 1_000,
             max_intents: 256,
             output_bytes: 64 << 10,
+            log_bytes: 256 << 10,
         }
     }
 }

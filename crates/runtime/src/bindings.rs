@@ -27,7 +27,7 @@ impl wasm_cni::plugin::host::Host for GuestState {
             LogLevel::Warn => GuestLogLevel::Warn,
             LogLevel::Error => GuestLogLevel::Error,
         };
-        self.services.log(level, &message);
+        self.guest_log(level, &message);
     }
 
     fn link(&mut self, ns: Netns, name: String) -> Option<LinkFacts> {

@@ -136,6 +136,8 @@ impl PluginRuntime {
             contract_error: None,
             host_errors: Vec::new(),
             deadline_at: std::time::Instant::now() + limits.deadline,
+            log_left: limits.log_bytes,
+            log_spent: false,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

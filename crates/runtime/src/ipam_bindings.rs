@@ -27,7 +27,7 @@ impl wasm_cni::plugin::ipam_host::Host for GuestState {
             LogLevel::Warn => GuestLogLevel::Warn,
             LogLevel::Error => GuestLogLevel::Error,
         };
-        self.services.log(level, &message);
+        self.guest_log(level, &message);
     }
 
     /// The host decides which files may be read (and how); only the parsing

@@ -119,6 +119,29 @@ pub(crate) struct GuestState {
     host_errors: Vec<(u32, String)>,
     /// When the guest's deadline passes: no clock subscription waits beyond it.
     deadline_at: std::time::Instant,
+    /// Bytes of log lines the guest may still send (`limits.logBytes` for the
+    /// whole instance, whatever its calls): a guest looping on `log` once
+    /// wrote 354 MiB within one deadline.
+    log_left: usize,
+    /// Whether a line was dropped for the budget (and the warning sent).
+    log_spent: bool,
+}
+
+impl GuestState {
+    /// A guest's log line, within its budget; the first line past it is
+    /// replaced by one warning, the rest are dropped.
+    fn guest_log(&mut self, level: GuestLogLevel, message: &str) {
+        if !self.log_spent && message.len() <= self.log_left {
+            self.log_left -= message.len();
+            self.services.log(level, message);
+        } else if !self.log_spent {
+            self.log_spent = true;
+            self.services.log(
+                GuestLogLevel::Warn,
+                "the plugin's log budget (limits.logBytes) is spent: its further log lines are dropped",
+            );
+        }
+    }
 }
 
 impl WasiView for GuestState {

@@ -170,6 +170,13 @@ fn in_subnet(subnet: IpAddr, prefix: u8, addr: IpAddr) -> bool {
 ///
 /// Errors carry code 6 when `config` is not JSON, 4 for `CNI_ARGS`, and 7 for
 /// everything else.
+/// The most range sets (addresses per container) a config may ask for; the
+/// reference sets no bound.
+pub const MAX_RANGE_SETS: usize = 16;
+
+/// The most ranges of all sets together.
+pub const MAX_RANGES: usize = 1024;
+
 pub fn load(config: &str, cni_args: &[(String, String)]) -> Result<IpamConfig, CniError> {
     let root: Value = serde_json::from_str(config).map_err(|e| {
         CniError::new(
@@ -207,6 +214,20 @@ pub fn load(config: &str, cni_args: &[(String, String)]) -> Result<IpamConfig, C
     raw_sets.extend(ipam.ranges);
     if raw_sets.is_empty() {
         return Err(CniError::invalid_config("no IP ranges specified"));
+    }
+    // Each set is one address of the container: a config with 11,000 sets
+    // once ran out of time half-way and left 571 reservations behind.
+    if raw_sets.len() > MAX_RANGE_SETS {
+        return Err(CniError::invalid_config(format!(
+            "{} range sets, more than {MAX_RANGE_SETS} (each is one address of the container)",
+            raw_sets.len()
+        )));
+    }
+    let ranges: usize = raw_sets.iter().map(|(_, set)| set.len()).sum();
+    if ranges > MAX_RANGES {
+        return Err(CniError::invalid_config(format!(
+            "{ranges} ranges in all, more than {MAX_RANGES}"
+        )));
     }
 
     let mut range_sets = Vec::with_capacity(raw_sets.len());

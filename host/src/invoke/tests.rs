@@ -57,6 +57,7 @@ impl KernelAccess for Arc<FakeKernel> {
                 spoof: Some(Box::new(self.firewall.clone())),
                 valid_attachments: None,
                 ownership: Default::default(),
+                waits_left: kernel::applier::WAIT_BUDGET,
             },
         })
     }

@@ -138,5 +138,6 @@ fn open_kernel(container_ns: Option<&NetnsHandle>) -> Result<Kernel, KernelFailu
         spoof: None,
         valid_attachments: None,
         ownership: Default::default(),
+        waits_left: kernel::applier::WAIT_BUDGET,
     })
 }

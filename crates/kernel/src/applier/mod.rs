@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use plan::{Intent, IntentKind, Side};
 
 pub use firewall::MasqDoors;
+pub use waits::WAIT_BUDGET;
 
 use crate::netlink::{NetError, Netlink};
 use crate::netns::NetnsHandle;
@@ -45,6 +46,9 @@ pub struct Kernel {
     pub valid_attachments: Option<Vec<(String, String)>>,
     /// Whose links this invocation may take up when they exist already.
     pub ownership: Ownership,
+    /// What is left of the time all waits of the invocation may take
+    /// (starts at [`WAIT_BUDGET`]).
+    pub waits_left: std::time::Duration,
 }
 
 /// The record kept on every host link wasm-cni creates for a network (its

@@ -33,6 +33,7 @@ fn kernel(firewall: &RecordingFirewall, fail: Option<(Side, usize)>) -> Kernel {
         spoof: Some(Box::new(firewall.clone())),
         valid_attachments: None,
         ownership: Default::default(),
+        waits_left: super::WAIT_BUDGET,
     }
 }
 

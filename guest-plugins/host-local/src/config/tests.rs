@@ -791,3 +791,18 @@ fn requested_ips_are_deduplicated() {
     let c = load(input, &args(&[("IP", "10.1.2.5")])).unwrap();
     assert_eq!(c.requested_ips, vec![ip("10.1.2.5")]);
 }
+
+/// A config cannot ask for thousands of addresses per container (each range
+/// set is one), nor carry thousands of ranges.
+#[test]
+fn range_sets_and_ranges_are_bounded() {
+    let set = |i: usize| format!(r#"[{{"subnet":"10.{}.{}.0/24"}}]"#, i / 256, i % 256);
+    let sets: Vec<String> = (0..=MAX_RANGE_SETS).map(set).collect();
+    assert!(msg(&ranges(&format!("[{}]", sets.join(",")))).contains("17 range sets, more than 16"));
+    let sets: Vec<String> = (0..MAX_RANGE_SETS).map(set).collect();
+    ok(&ranges(&format!("[{}]", sets.join(","))));
+    let many: Vec<String> = (0..=MAX_RANGES)
+        .map(|i| format!(r#"{{"subnet":"10.{}.{}.0/24"}}"#, i / 256, i % 256))
+        .collect();
+    assert!(msg(&ranges(&format!("[[{}]]", many.join(",")))).contains("1025 ranges in all"));
+}

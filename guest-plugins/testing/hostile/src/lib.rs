@@ -10,8 +10,8 @@ wit_bindgen::generate!({
 use exports::wasm_cni::plugin::plugin::Guest;
 use wasm_cni::plugin::host;
 use wasm_cni::plugin::types::{
-    AddressSpec, AttachmentKey, BridgeSpec, CniInterface, CniIp, CniResult, Command, Intent,
-    HostVethSpec, LinkFacts, LinkRef, LogLevel, MacSpec, MasqBackend, MasqueradeSpec, Netns, NetworkPlan,
+    AddressSpec, AttachmentKey, BridgeSpec, CniInterface, CniIp, CniResult, Command, HostVethSpec,
+    Intent, LinkFacts, LinkRef, LogLevel, MacSpec, MasqBackend, MasqueradeSpec, Netns, NetworkPlan,
     PluginError, PortSpec, Request, RouteSpec, SysctlSpec, VethSpec,
 };
 
@@ -84,6 +84,49 @@ impl Guest for Hostile {
             }
             "intents" => vec![up(Netns::Container, "lo"); 100_000],
             "many-intents" => vec![up(Netns::Container, "lo"); 300],
+            // Ask IPAM for an address, release it, and use it all the same.
+            "ipam-release-use" => {
+                let got = host::ipam(Command::Add)?.ok_or_else(|| fail("no IPAM result".into()))?;
+                host::ipam(Command::Del)?;
+                let address = got
+                    .ips
+                    .first()
+                    .map(|ip| ip.address.clone())
+                    .unwrap_or_default();
+                vec![
+                    Intent::CreateVeth(VethSpec {
+                        name: req.ifname.clone(),
+                        peer: "wcnirel0".to_string(),
+                        mtu: None,
+                        mac: None,
+                    }),
+                    Intent::AddAddress(AddressSpec {
+                        link: LinkRef {
+                            ns: Netns::Container,
+                            name: req.ifname.clone(),
+                        },
+                        address,
+                        ensure: false,
+                    }),
+                ]
+            }
+            // Waits on a link that never comes up, as many as a plan holds:
+            // 5 s each once, 21 minutes in DEL.
+            "many-waits" => vec![
+                Intent::WaitOperUp(LinkRef {
+                    ns: Netns::Container,
+                    name: "lo".to_string(),
+                });
+                250
+            ],
+            // A log line as long as a host call may carry, as often as the
+            // deadline allows.
+            "log-flood" => {
+                let line = "x".repeat(512 << 10);
+                loop {
+                    host::log(LogLevel::Info, &line);
+                }
+            }
             "bad-intent" => vec![Intent::AddAddress(AddressSpec {
                 link: LinkRef {
                     ns: Netns::Container,
