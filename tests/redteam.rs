@@ -332,6 +332,57 @@ fn ipam_delegation_cannot_fork_without_end() -> TestResult {
             },
         )?;
     }
+    // A native delegate that never ends, and starts a process of its own:
+    // both end at the deadline (its process group is killed).
+    let pidfile = scene.path("background.pid");
+    let hang = bin.join("hang-ipam");
+    std::fs::write(
+        &hang,
+        format!(
+            "#!/bin/sh\nsleep 1000 &\necho $! > {}\nexec sleep 1000\n",
+            pidfile.display()
+        ),
+    )
+    .map_err(fail)?;
+    std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).map_err(fail)?;
+    let bounded = scene.settings(json!({"limits": {"delegateMs": 1000}}), None)?;
+    let conf = json!({
+        "cniVersion": "1.0.0", "name": "forknet", "type": "bridge",
+        "bridge": "wcnifork0", "ipam": {"type": "hang-ipam"}
+    });
+    let outcome = contained(
+        &scene,
+        &[],
+        "a delegate that hangs",
+        102,
+        "within 1000 ms",
+        || {
+            scene.invoke(Plugin::Ours("bridge"), "ADD", &bounded, &conf, |mut e| {
+                e.path = bin.display().to_string();
+                e
+            })
+        },
+    );
+    let background: Option<i32> = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|p| p.trim().parse().ok());
+    let alive = background.is_some_and(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.starts_with("sleep"))
+    });
+    if let (true, Some(pid)) = (alive, background) {
+        // Ours (the test started the delegate): do not leave it behind.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    outcome?;
+    ensure!(
+        background.is_some(),
+        "the delegate never started its process"
+    );
+    ensure!(!alive, "the delegate's own process outlived the deadline");
     Ok(())
 }
 

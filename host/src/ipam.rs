@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -323,11 +324,14 @@ impl IpamDelegate {
             GuestCommand::Gc => Command::Gc,
             GuestCommand::Status => Command::Status,
         };
+        // Its own process group, so that what it starts goes with it when
+        // it runs past its deadline.
         let mut child = Process::new(&binary)
             .env_clear()
             .envs(&self.env)
             .env("CNI_COMMAND", verb.as_str())
             .env(DELEGATION_DEPTH_ENV, (depth + 1).to_string())
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -341,10 +345,10 @@ impl IpamDelegate {
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(&self.request.stdin);
         }
-        let out = child.wait_with_output().map_err(|e| {
+        let out = wait_bounded(child, self.settings.limits.delegate_deadline).map_err(|e| {
             CniError::new(
-                ErrorCode::IoFailure,
-                format!("IPAM plugin {}: {e}", binary.display()),
+                e.code,
+                format!("IPAM plugin {}: {}", binary.display(), e.msg),
             )
         })?;
         if !out.status.success() {
@@ -418,6 +422,69 @@ impl Drop for ScratchCopy {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);
     }
+}
+
+/// What a native delegate printed and how it ended.
+struct DelegateOutput {
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+}
+
+/// The most a native delegate's result may be.
+const MAX_DELEGATE_OUTPUT: u64 = 4 << 20;
+
+/// Wait for a native delegate at most `deadline`; past it, its whole process
+/// group (it leads one) is killed and reaped.
+fn wait_bounded(
+    mut child: std::process::Child,
+    deadline: std::time::Duration,
+) -> Result<DelegateOutput, CniError> {
+    use std::io::Read as _;
+    let io = |e: std::io::Error| CniError::new(ErrorCode::IoFailure, e.to_string());
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| CniError::internal("no stdout"))?;
+    let (sender, output) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = (&mut stdout)
+            .take(MAX_DELEGATE_OUTPUT)
+            .read_to_end(&mut bytes);
+        let _ = sender.send(bytes);
+    });
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(io)? {
+            break status;
+        }
+        if started.elapsed() >= deadline {
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+            return Err(CniError::new(
+                ErrorCode::GuestTimeout,
+                format!(
+                    "did not finish within {} ms; it and its processes were killed",
+                    deadline.as_millis()
+                ),
+            )
+            .with_details("limits.delegateMs in the settings bounds native IPAM plugins"));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(20));
+    };
+    // Processes it left behind may hold stdout open: they go after a grace.
+    let stdout = match output.recv_timeout(std::time::Duration::from_millis(200)) {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            output.recv().unwrap_or_default()
+        }
+    };
+    Ok(DelegateOutput { status, stdout })
 }
 
 /// Whether `path` (followed through links) is the file this process runs.

@@ -68,7 +68,8 @@ error_codes! {
     PolicyRejected = 100,
     /// 101: the guest component trapped.
     GuestTrapped = 101,
-    /// 102: the guest ran out of its time (fuel/epoch) budget.
+    /// 102: the guest ran out of its time (fuel/epoch) budget, or a native
+    /// IPAM delegate out of `limits.delegateMs`.
     GuestTimeout = 102,
     /// 103: the guest exceeded its memory limit.
     GuestOutOfMemory = 103,

@@ -30,6 +30,9 @@ pub struct Limits {
     pub output_bytes: usize,
     /// Bytes of log lines (`host.log`) a guest instance may send in all.
     pub log_bytes: usize,
+    /// Wall-clock deadline for a native IPAM plugin (and what it starts).
+    #[serde(with = "millis", rename = "delegateMs")]
+    pub delegate_deadline: Duration,
 }
 
 impl Default for Limits {
@@ -45,6 +48,7 @@ impl Default for Limits {
             max_intents: 256,
             output_bytes: 64 << 10,
             log_bytes: 256 << 10,
+            delegate_deadline: Duration::from_secs(60),
         }
     }
 }
