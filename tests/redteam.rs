@@ -729,8 +729,69 @@ fn every_activity_has_an_invocation_budget() -> TestResult {
     Ok(())
 }
 
+/// Class 9: thirty first ADDs at once on a new shared bridge failed five
+/// times: each process compiled the components itself on two cores and ran
+/// guests out of their deadlines, and the bridge one of them created is taken
+/// up by the others only once it carries its record. Now one process compiles
+/// and the others wait for its artifact; a record is awaited briefly.
+fn parallel_first_adds_share_one_new_bridge() -> TestResult {
+    const N: usize = 30;
+    let scene = Scene::new("par")?;
+    let data = scene.path("data");
+    let cache = scene.path("cache");
+    let settings = scene.settings(json!({"ipamDataDirs": [data]}), None)?;
+    let containers: Vec<Netns> = (0..N)
+        .map(|i| Netns::new(&format!("p{i}")).map_err(fail))
+        .collect::<Result<_, _>>()?;
+    let conf = bridge_conf("parnet", "wcnipar0", json!({"dataDir": data}));
+    let results: Vec<Result<String, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let env = CniEnv::new("ADD", &c.path())
+                    .container_id(&format!("par-{i}"))
+                    .set("WASM_CNI_CONFIG", &settings)
+                    .set("WASM_CNI_CACHE_DIR", &cache.display().to_string());
+                let conf = conf.to_string();
+                let host = &scene.sb.host;
+                s.spawn(move || {
+                    let answer = exec(Plugin::Ours("bridge"), host, &env, &conf)
+                        .map_err(|e| format!("{e:?}"))?;
+                    let result = answer.ok().map_err(|e| format!("{e:?}"))?;
+                    let v = result.json().map_err(|e| format!("{e:?}"))?;
+                    Ok(v["ips"][0]["address"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("panicked".into())))
+            .collect()
+    });
+    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    ensure!(
+        failures.is_empty(),
+        "{} of {N} failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    let mut ips: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    ips.sort();
+    ips.dedup();
+    ensure!(ips.len() == N, "duplicate IPs: {} unique of {N}", ips.len());
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
+        privileged(
+            "redteam_parallel_first_adds_share_one_new_bridge",
+            parallel_first_adds_share_one_new_bridge,
+        ),
         privileged(
             "redteam_released_addresses_are_not_the_invocations",
             released_addresses_are_not_the_invocations,

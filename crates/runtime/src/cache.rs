@@ -61,18 +61,15 @@ impl ComponentCache {
         digest_hex: &str,
     ) -> Result<(Component, LoadedFrom), CniError> {
         let path = self.entry_path(engine, digest_hex);
-        if self.is_trusted(&path) {
-            // SAFETY: the file is owned by this user, in a directory only this user
-            // can write, under a name only `store` creates: its bytes are an
-            // artifact this host wrote. wasmtime still checks the header and the
-            // engine compatibility and returns an error on a mismatch.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, LoadedFrom::Cache)),
-                Err(e) => tracing::warn!(
-                    path = %path.display(),
-                    "ignoring unusable cache entry, recompiling: {e}"
-                ),
-            }
+        if let Some(component) = self.cached(engine, &path) {
+            return Ok((component, LoadedFrom::Cache));
+        }
+        // One process compiles, the others wait for its artifact: thirty
+        // first ADDs at once each compiling on two cores ran guests out of
+        // their deadlines.
+        let _compiling = self.compile_lock(&path);
+        if let Some(component) = self.cached(engine, &path) {
+            return Ok((component, LoadedFrom::Cache));
         }
         let artifact = engine.precompile_component(wasm).map_err(|e| {
             CniError::new(
@@ -89,6 +86,50 @@ impl ComponentCache {
             CniError::new(ErrorCode::Internal, format!("cannot load component: {e}"))
         })?;
         Ok((component, LoadedFrom::Compiled))
+    }
+
+    /// The cached artifact at `path`, when there is a trusted, usable one.
+    fn cached(&self, engine: &Engine, path: &Path) -> Option<Component> {
+        if !self.is_trusted(path) {
+            return None;
+        }
+        // SAFETY: the file is owned by this user, in a directory only this user
+        // can write, under a name only `store` creates: its bytes are an
+        // artifact this host wrote. wasmtime still checks the header and the
+        // engine compatibility and returns an error on a mismatch.
+        match unsafe { Component::deserialize_file(engine, path) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    "ignoring unusable cache entry, recompiling: {e}"
+                );
+                None
+            }
+        }
+    }
+
+    /// An exclusive lock on compiling the entry at `path`, held until the
+    /// guard drops; none when the cache directory is not usable (then each
+    /// process compiles for itself, as before).
+    fn compile_lock(&self, path: &Path) -> Option<nix::fcntl::Flock<fs::File>> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .ok()?;
+        if !self.is_dir_trusted() {
+            return None;
+        }
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path.with_extension("lock"))
+            .ok()?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
     }
 
     /// Compile and store unconditionally (for `wasm-cni compile`); returns the entry.

@@ -60,7 +60,7 @@ pub(super) fn ensure_bridge(
     let existing = k.host.link_brief(name)?;
     let facts = match existing {
         Some(f) => {
-            k.ownership.check(name, f.alias.as_deref())?;
+            take_up(k, name, f.alias.as_deref())?;
             f
         }
         None => {
@@ -80,7 +80,7 @@ pub(super) fn ensure_bridge(
                 what: format!("bridge {name} right after creating it"),
             })?;
             if !created {
-                k.ownership.check(name, facts.alias.as_deref())?;
+                take_up(k, name, facts.alias.as_deref())?;
             }
             facts
         }
@@ -100,6 +100,32 @@ pub(super) fn ensure_bridge(
     }
     Ok(())
 }
+
+/// Whether an existing host link may be taken up: it carries this network's
+/// record, or the administrator named it. A link without a record may be one
+/// a concurrent ADD of the same network created a moment ago and has not
+/// recorded yet (two netlink requests): its record is awaited briefly.
+fn take_up(k: &mut Kernel, name: &str, alias: Option<&str>) -> Result<(), NetError> {
+    let refused = match k.ownership.check(name, alias) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    if alias.is_some() {
+        return Err(refused);
+    }
+    let until = std::time::Instant::now() + RECORD_GRACE;
+    while std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let alias = k.host.link_brief(name)?.and_then(|l| l.alias);
+        if alias.is_some() {
+            return k.ownership.check(name, alias.as_deref());
+        }
+    }
+    Err(refused)
+}
+
+/// How long a record is awaited on a link without one.
+const RECORD_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Write this network's record on a host link just created (undone with it).
 fn record_owner(k: &mut Kernel, name: &str) -> Result<(), NetError> {
@@ -160,8 +186,8 @@ pub(super) fn ensure_host_veth(
 ) -> Result<(), NetError> {
     match k.host.link_brief(name)? {
         Some(facts) if facts.kind.as_deref() == Some("veth") => {
-            // Another attachment's veth is not taken over by naming it.
-            k.ownership.check(name, facts.alias.as_deref())
+            // Another network's veth is not taken over by naming it.
+            take_up(k, name, facts.alias.as_deref())
         }
         Some(_) => Err(NetError::Conflict(format!(
             "{name:?} already exists but is not a veth"

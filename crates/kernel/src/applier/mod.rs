@@ -71,7 +71,7 @@ impl Ownership {
     }
 
     /// Whether an existing link may be taken up.
-    fn check(&self, name: &str, alias: Option<&str>) -> Result<(), NetError> {
+    pub(crate) fn check(&self, name: &str, alias: Option<&str>) -> Result<(), NetError> {
         if alias == Some(Self::record(&self.network).as_str())
             || self.adopt.iter().any(|p| p.matches(name))
         {
