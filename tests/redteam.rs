@@ -62,6 +62,22 @@ impl Scene {
         Ok(state)
     }
 
+    /// The state once the kernel has finished what earlier steps started (an
+    /// address's duplicate detection, a link's IPv6 link-local address): no
+    /// address tentative, and two snapshots 200 ms apart that agree, within 5 s.
+    fn settled_state(&self, watched: &[&Path]) -> Result<Value, libtest_mimic::Failed> {
+        let mut state = self.state(watched)?;
+        for _ in 0..25 {
+            std::thread::sleep(Duration::from_millis(200));
+            let again = self.state(watched)?;
+            if again == state && !state.to_string().contains("\"tentative\":true") {
+                return Ok(state);
+            }
+            state = again;
+        }
+        Err(fail("the node never settled"))
+    }
+
     /// Invoke `plugin` with `command`, the settings file and `stdin`.
     fn invoke(
         &self,
@@ -87,7 +103,7 @@ fn contained(
     needle: &str,
     attack: impl FnOnce() -> Result<Measured, libtest_mimic::Failed>,
 ) -> TestResult {
-    let before = scene.state(watched)?;
+    let before = scene.settled_state(watched)?;
     let m = attack()?;
     let after = scene.state(watched)?;
     let msg = m
@@ -786,8 +802,53 @@ fn parallel_first_adds_share_one_new_bridge() -> TestResult {
     Ok(())
 }
 
+/// Class 9: a component with no grant for them read the node's links, its
+/// routing table and another network's masquerade rules. A plugin now sees
+/// only what it could act on.
+fn components_see_only_what_is_theirs() -> TestResult {
+    shared_host().install_test_guest("hostile", "hostile");
+    let scene = Scene::new("peek")?;
+    let data = scene.path("data");
+    scene.sb.host.ip(&[
+        "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p",
+    ])?;
+    scene
+        .sb
+        .host
+        .ip(&["addr", "add", "10.87.0.5/24", "dev", "uplink0"])?;
+    scene.sb.host.ip(&["link", "set", "uplink0", "up"])?;
+    scene.sb.container.ip(&[
+        "link", "add", "eth9", "type", "veth", "peer", "name", "eth9p",
+    ])?;
+    let settings = scene.settings(json!({"ipamDataDirs": [data]}), Some(hostile_policy()))?;
+    // Another network with masquerading, on the same node.
+    let victim = json!({"cniVersion": "1.0.0", "name": "victimnet", "type": "bridge",
+        "bridge": "wcnivic0", "isGateway": true, "ipMasq": true,
+        "ipam": {"type": "host-local", "subnet": "10.88.0.0/24", "dataDir": data}});
+    scene
+        .invoke(Plugin::Ours("bridge"), "ADD", &settings, &victim, |e| {
+            e.container_id("victim")
+        })?
+        .answer
+        .ok()?;
+    let conf =
+        json!({"cniVersion": "1.0.0", "name": "peeknet", "type": "hostile", "attack": "peek"});
+    contained(
+        &scene,
+        &[],
+        "peek",
+        7,
+        "saw: node link false, node routes 0, other network's rules 0, other link false",
+        || scene.invoke(Plugin::Ours("hostile"), "ADD", &settings, &conf, |e| e),
+    )
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
+        privileged(
+            "redteam_components_see_only_what_is_theirs",
+            components_see_only_what_is_theirs,
+        ),
         privileged(
             "redteam_parallel_first_adds_share_one_new_bridge",
             parallel_first_adds_share_one_new_bridge,

@@ -94,8 +94,9 @@ pub fn differences(before: &Value, after: &Value) -> Vec<String> {
         match (before[part].as_object(), after[part].as_object()) {
             (Some(b), Some(a)) => {
                 for (k, v) in b {
-                    if a.get(k) != Some(v) {
-                        out.push(format!("{part}.{k}"));
+                    let after = a.get(k).unwrap_or(&Value::Null);
+                    if after != v {
+                        out.push(format!("{part}.{k}: {}", first_difference(v, after)));
                     }
                 }
             }
@@ -104,6 +105,21 @@ pub fn differences(before: &Value, after: &Value) -> Vec<String> {
         }
     }
     out
+}
+
+/// The first element that differs between two values (arrays element by
+/// element), shortened, as "before -> after".
+fn first_difference(before: &Value, after: &Value) -> String {
+    let short = |v: &Value| v.to_string().chars().take(300).collect::<String>();
+    if let (Some(b), Some(a)) = (before.as_array(), after.as_array()) {
+        for i in 0..b.len().max(a.len()) {
+            let (x, y) = (b.get(i).unwrap_or(&Value::Null), a.get(i).unwrap_or(&Value::Null));
+            if x != y {
+                return format!("[{i}] {} -> {}", short(x), short(y));
+            }
+        }
+    }
+    format!("{} -> {}", short(before), short(after))
 }
 
 /// An invocation's answer with its wall time and the peak resident memory of

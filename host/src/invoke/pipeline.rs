@@ -81,6 +81,9 @@ pub(super) fn plan_and_apply(ctx: &PlanContext<'_>) -> Result<Option<String>, Cn
         ipam: Arc::clone(ipam),
         plugin: plugin.to_string(),
         container_id: request.container_id.clone(),
+        ifname: request.ifname.clone(),
+        network: request.config.name.clone(),
+        grant: grant.clone(),
     };
     let mut instance = {
         let _t = timing::phase("instantiate");

@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cni::{CniError, CniResult};
-use kernel::applier::Kernel;
+use kernel::applier::{Kernel, Ownership};
+use plan::policy::Grant;
 use plan::{MasqRuleFacts, ObservedLink, ObservedRoute, Side};
 use runtime::{GuestCommand, GuestLogLevel, HostServices};
 
@@ -16,22 +17,71 @@ pub(super) fn lock(kernel: &Mutex<Kernel>) -> MutexGuard<'_, Kernel> {
     kernel.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The host services a main plugin sees, backed by the invocation's kernel doors.
+/// The host services a main plugin sees, backed by the invocation's kernel
+/// doors. A plugin sees only what it could act on: in the container, its
+/// interface and `lo`; on the host, links its grant names (bridges, uplinks,
+/// links to adopt), links recorded as its network's and their ports, routes
+/// only with `hostRoutes`, and its own network's masquerade rules.
 pub(super) struct KernelServices {
     pub(super) kernel: Arc<Mutex<Kernel>>,
     pub(super) ipam: Arc<IpamDelegate>,
     pub(super) plugin: String,
     pub(super) container_id: String,
+    pub(super) ifname: String,
+    pub(super) network: String,
+    pub(super) grant: Grant,
+}
+
+impl KernelServices {
+    /// Whether the plugin may see host link `name`.
+    fn may_see_host_link(&self, kernel: &mut Kernel, name: &str) -> bool {
+        let g = &self.grant;
+        if g.bridges
+            .iter()
+            .chain(&g.uplinks)
+            .chain(&g.adopt)
+            .any(|p| p.matches(name))
+        {
+            return true;
+        }
+        let record = Ownership::record(&self.network);
+        let Ok(Some(link)) = kernel.host.link_brief(name) else {
+            return false;
+        };
+        if link.alias.as_deref() == Some(record.as_str()) {
+            return true;
+        }
+        // A port of one of its bridges (a veth peer it created).
+        let master = link
+            .master
+            .and_then(|m| kernel.host.link_by_index(m).ok().flatten());
+        master.is_some_and(|m| {
+            m.alias.as_deref() == Some(record.as_str())
+                || g.bridges.iter().any(|p| p.matches(&m.name))
+        })
+    }
 }
 
 impl HostServices for KernelServices {
     fn link(&mut self, side: Side, name: &str) -> Option<ObservedLink> {
         let _t = timing::phase("guest-plan:look");
-        lock(&self.kernel).observe_link(side, name)
+        let mut kernel = lock(&self.kernel);
+        let visible = match side {
+            Side::Container => name == self.ifname || name == "lo",
+            Side::Host => self.may_see_host_link(&mut kernel, name),
+        };
+        if visible {
+            kernel.observe_link(side, name)
+        } else {
+            None
+        }
     }
 
     fn routes(&mut self, side: Side) -> Vec<ObservedRoute> {
         let _t = timing::phase("guest-plan:look");
+        if side == Side::Host && !self.grant.host_routes {
+            return Vec::new();
+        }
         lock(&self.kernel).observe_routes(side)
     }
 
@@ -56,6 +106,9 @@ impl HostServices for KernelServices {
 
     fn masquerade_rules(&mut self, network: &str) -> Vec<MasqRuleFacts> {
         let _t = timing::phase("guest-plan:look");
+        if network != self.network {
+            return Vec::new();
+        }
         lock(&self.kernel).masquerade_rules(network)
     }
 

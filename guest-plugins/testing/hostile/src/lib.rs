@@ -160,6 +160,17 @@ impl Guest for Hostile {
                     Err(e) => format!("fs denied: {e}"),
                 }))
             }
+            // Look at what is not its own: a node link, the node's routes,
+            // another network's masquerade rules, another container's link.
+            "peek" => {
+                return Err(fail(format!(
+                    "saw: node link {}, node routes {}, other network's rules {}, other link {}",
+                    host::link(Netns::Host, "uplink0").is_some(),
+                    host::routes(Netns::Host).len(),
+                    host::masquerade_rules("victimnet").len(),
+                    host::link(Netns::Container, "eth9").is_some(),
+                )))
+            }
             "env" => {
                 return Err(fail(format!(
                     "env vars visible: {}",
