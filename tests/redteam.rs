@@ -843,8 +843,66 @@ fn components_see_only_what_is_theirs() -> TestResult {
     )
 }
 
+/// Class 9: the digest pin covered the main component, but a
+/// `host-local.wasm` dropped in the plugin directory replaced the bundled
+/// IPAM, whose results the validator trusts. An installed IPAM component now
+/// runs only when a policy grant matches it.
+fn dropped_ipam_components_do_not_run() -> TestResult {
+    let scene = Scene::new("drop")?;
+    let data = scene.path("data");
+    let plugins = scene.path("plugins");
+    std::fs::create_dir(&plugins).map_err(fail)?;
+    let (_, bytes, digest) = bundled::BUNDLED
+        .iter()
+        .find(|(name, _, _)| *name == "host-local")
+        .ok_or_else(|| fail("no bundled host-local"))?;
+    std::fs::write(plugins.join("host-local.wasm"), bytes).map_err(fail)?;
+    let with_dir = |e: CniEnv| e.set("WASM_CNI_PLUGIN_DIR", &plugins.display().to_string());
+    let settings = scene.settings(json!({"ipamDataDirs": [data]}), None)?;
+    let conf = bridge_conf("dropnet", "wcnidrop0", json!({"dataDir": data}));
+    let watched: [&Path; 1] = [&plugins];
+    contained(
+        &scene,
+        &watched,
+        "dropped host-local behind bridge",
+        100,
+        "no policy grant matches it",
+        || scene.invoke(Plugin::Ours("bridge"), "ADD", &settings, &conf, with_dir),
+    )?;
+    contained(
+        &scene,
+        &watched,
+        "dropped host-local invoked directly",
+        100,
+        "no policy grant matches it",
+        || {
+            scene.invoke(
+                Plugin::Ours("host-local"),
+                "ADD",
+                &settings,
+                &conf,
+                with_dir,
+            )
+        },
+    )?;
+    // Granted by digest, it runs (and the bundled bridge keeps its built-in grant).
+    let granted = scene.settings(
+        json!({"ipamDataDirs": [data]}),
+        Some(json!({"plugins": [{"match": {"name": "host-local", "digest": format!("sha256:{digest}")}}]})),
+    )?;
+    scene
+        .invoke(Plugin::Ours("bridge"), "ADD", &granted, &conf, with_dir)?
+        .answer
+        .ok()?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
+        privileged(
+            "redteam_dropped_ipam_components_do_not_run",
+            dropped_ipam_components_do_not_run,
+        ),
         privileged(
             "redteam_components_see_only_what_is_theirs",
             components_see_only_what_is_theirs,

@@ -142,6 +142,10 @@ impl IpamDelegate {
         source: &crate::plugins::ComponentSource,
         command: GuestCommand,
     ) -> Result<Option<CniResult>, CniError> {
+        if !source.subject().bundled {
+            let policy = plan::policy::Policy::load(&self.settings.policy_file)?;
+            check_ipam_grant(policy.as_ref(), source)?;
+        }
         let cache = ComponentCache::new(&self.settings.cache_dir);
         let t = timing::phase("ipam:load");
         let prefetched = self
@@ -422,6 +426,27 @@ impl Drop for ScratchCopy {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);
     }
+}
+
+/// Refuse an IPAM component that is neither bundled nor granted.
+pub fn check_ipam_grant(
+    policy: Option<&plan::policy::Policy>,
+    source: &crate::plugins::ComponentSource,
+) -> Result<(), CniError> {
+    if plan::policy::Policy::may_run_ipam(policy, &source.subject()) {
+        return Ok(());
+    }
+    Err(CniError::new(
+        ErrorCode::PolicyRejected,
+        format!(
+            "IPAM component {:?} (sha256:{}) is installed, not bundled, and no policy grant matches it",
+            source.name, source.sha256
+        ),
+    )
+    .with_details(format!(
+        "grant it in the policy ({{\"match\": {{\"name\": {:?}, \"digest\": \"sha256:{}\"}}}}) or remove it from the plugin directory",
+        source.name, source.sha256
+    )))
 }
 
 /// What a native delegate printed and how it ended.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::Failed;
 use serde_json::{json, Value};
+use sha2::Digest as _;
 
 use super::{fail, spawn, Answer, CniEnv, Netns, Plugin};
 
@@ -61,11 +62,18 @@ fn walk(path: &Path, out: &mut Vec<Value>) -> Result<(), Failed> {
     if ft.is_symlink() {
         entry["link"] = json!(std::fs::read_link(path).map_err(fail)?);
     } else if ft.is_file() {
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         std::fs::File::open(path)
-            .and_then(|f| f.take(1 << 20).read_to_string(&mut text))
+            .and_then(|f| f.take(64 << 20).read_to_end(&mut bytes))
             .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-        entry["contents"] = json!(text);
+        entry["contents"] = match String::from_utf8(bytes) {
+            Ok(text) if text.len() <= 64 << 10 => json!(text),
+            Ok(text) => json!(format!(
+                "sha256:{:x}",
+                sha2::Sha256::digest(text.as_bytes())
+            )),
+            Err(e) => json!(format!("sha256:{:x}", sha2::Sha256::digest(e.as_bytes()))),
+        };
     }
     out.push(entry);
     if ft.is_dir() {
@@ -113,7 +121,10 @@ fn first_difference(before: &Value, after: &Value) -> String {
     let short = |v: &Value| v.to_string().chars().take(300).collect::<String>();
     if let (Some(b), Some(a)) = (before.as_array(), after.as_array()) {
         for i in 0..b.len().max(a.len()) {
-            let (x, y) = (b.get(i).unwrap_or(&Value::Null), a.get(i).unwrap_or(&Value::Null));
+            let (x, y) = (
+                b.get(i).unwrap_or(&Value::Null),
+                a.get(i).unwrap_or(&Value::Null),
+            );
             if x != y {
                 return format!("[{i}] {} -> {}", short(x), short(y));
             }

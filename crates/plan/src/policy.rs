@@ -339,18 +339,31 @@ impl Policy {
         })
     }
 
-    /// The grant for a component: the first matching grant of the file, else the
-    /// built-in grant of a bundled plugin, else nothing.
-    pub fn grant_for(policy: Option<&Policy>, source: &Subject<'_>) -> Grant {
-        let file_grant = policy.and_then(|p| {
+    /// The first grant of the file that matches the component.
+    pub fn file_grant<'p>(policy: Option<&'p Policy>, source: &Subject<'_>) -> Option<&'p Grant> {
+        policy.and_then(|p| {
             p.plugins.iter().find(|g| {
                 let m = &g.matcher;
                 (m.name.is_some() || m.digest.is_some())
                     && m.name.as_ref().is_none_or(|n| *n == source.name)
                     && m.digest.as_ref().is_none_or(|d| *d == source.sha256)
             })
-        });
-        if let Some(g) = file_grant {
+        })
+    }
+
+    /// Whether an IPAM component may run: the bundled ones may; an installed
+    /// one only when a grant of the file matches it (its results are trusted
+    /// as the addresses a plan may use, and it gets a state directory, so a
+    /// file dropped in the plugin directory must not replace the bundled
+    /// host-local unnoticed).
+    pub fn may_run_ipam(policy: Option<&Policy>, source: &Subject<'_>) -> bool {
+        source.bundled || Self::file_grant(policy, source).is_some()
+    }
+
+    /// The grant for a component: the first matching grant of the file, else the
+    /// built-in grant of a bundled plugin, else nothing.
+    pub fn grant_for(policy: Option<&Policy>, source: &Subject<'_>) -> Grant {
+        if let Some(g) = Self::file_grant(policy, source) {
             let mut g = g.clone();
             if g.address_space.is_none() {
                 g.address_space = policy.and_then(|p| p.address_space.clone());

@@ -27,6 +27,21 @@ pub enum LoadedFrom {
     Compiled,
 }
 
+/// A held lock on compiling one entry. Its file is removed before the lock
+/// is let go, once the artifact is stored: a process still waiting on it then
+/// finds the artifact, one arriving later finds it before looking for a lock,
+/// and the cache holds only artifacts.
+struct CompileLock {
+    path: PathBuf,
+    _held: nix::fcntl::Flock<fs::File>,
+}
+
+impl Drop for CompileLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 /// The on-disk cache of precompiled components.
 #[derive(Debug, Clone)]
 pub struct ComponentCache {
@@ -112,7 +127,7 @@ impl ComponentCache {
     /// An exclusive lock on compiling the entry at `path`, held until the
     /// guard drops; none when the cache directory is not usable (then each
     /// process compiles for itself, as before).
-    fn compile_lock(&self, path: &Path) -> Option<nix::fcntl::Flock<fs::File>> {
+    fn compile_lock(&self, path: &Path) -> Option<CompileLock> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -121,15 +136,20 @@ impl ComponentCache {
         if !self.is_dir_trusted() {
             return None;
         }
+        let lock_path = path.with_extension("lock");
         let file = fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
             .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(path.with_extension("lock"))
+            .open(&lock_path)
             .ok()?;
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
+        let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()?;
+        Some(CompileLock {
+            path: lock_path,
+            _held: held,
+        })
     }
 
     /// Compile and store unconditionally (for `wasm-cni compile`); returns the entry.

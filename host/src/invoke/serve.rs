@@ -136,6 +136,7 @@ pub(super) fn serve(
         }
         // Invoked directly as an IPAM plugin (`host-local` symlink): serve it as
         // the reference binary would, with no links to touch.
+        crate::ipam::check_ipam_grant(policy.as_ref(), &source)?;
         let result = ipam.run_loaded(&component, guest_command(request.command)?)?;
         return match (request.command, result) {
             (Command::Add, Some(r)) => Ok(Some(cni::render_result_string(
