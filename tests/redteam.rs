@@ -897,8 +897,37 @@ fn dropped_ipam_components_do_not_run() -> TestResult {
     Ok(())
 }
 
+/// Class 9: an ADD result could attribute any IP to a host interface, and its
+/// routes and DNS were not checked against what was applied: a runtime would
+/// trust them. Each is a contract violation now, and the plan is undone.
+fn results_describe_only_what_was_applied() -> TestResult {
+    shared_host().install_test_guest("hostile", "hostile");
+    let scene = Scene::new("lie")?;
+    let settings = scene.settings(json!({}), Some(hostile_policy()))?;
+    for (attack, needle) in [
+        ("lying-result", "was not touched by the plan"),
+        ("host-ip", "not on the interface it names"),
+        (
+            "lying-route",
+            "neither returned by IPAM nor added by the plan",
+        ),
+        ("lying-dns", "10.123.0.53"),
+    ] {
+        let conf =
+            json!({"cniVersion": "1.0.0", "name": "lienet", "type": "hostile", "attack": attack});
+        contained(&scene, &[], attack, 104, needle, || {
+            scene.invoke(Plugin::Ours("hostile"), "ADD", &settings, &conf, |e| e)
+        })?;
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
+        privileged(
+            "redteam_results_describe_only_what_was_applied",
+            results_describe_only_what_was_applied,
+        ),
         privileged(
             "redteam_dropped_ipam_components_do_not_run",
             dropped_ipam_components_do_not_run,

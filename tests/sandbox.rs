@@ -103,6 +103,13 @@ const CASES: &[(&str, u64, &str)] = &[
     ("sysctl-escape", 100, "core_pattern"),
     ("peer-clash", 107, "uplink0"),
     ("lying-result", 104, "contradicts what was applied"),
+    (
+        "lying-route",
+        104,
+        "neither returned by IPAM nor added by the plan",
+    ),
+    ("lying-dns", 104, "10.123.0.53"),
+    ("host-ip", 104, "not on the interface it names"),
     ("forged-handle", 101, "trapped"),
     ("exhaust-handles", 111, "handle"),
     ("fs", 7, "fs denied"),

@@ -205,7 +205,7 @@ fn apply_and_finish(
                 "plugin returned no result for ADD",
             )
         })?;
-        check_result(&result, request, &observed, ipam_results)?;
+        check_result(&result, request, &observed, ipam_results, intents)?;
         let rendered = {
             let _t = timing::phase("render");
             cni::render_result_string(&result, request.config.cni_version)?

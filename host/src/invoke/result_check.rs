@@ -2,18 +2,21 @@
 //! applied.
 
 use cni::{CniError, CniResult, ErrorCode, Request};
-use plan::{ObservedLink, Side};
+use plan::{Intent, ObservedLink, Side};
 
 /// The result a runtime will trust must describe what was applied: every new
 /// interface is a link the plan touched (in the container, `CNI_IFNAME` or `lo`
 /// with `sandbox` = `CNI_NETNS`), its MAC is the kernel's, and every new container
-/// address is on that link. Entries copied from `prevResult` belong to earlier
-/// plugins and pass as they are.
+/// address is on the link it names (host links included); every new route is
+/// one IPAM returned or the plan added in the container; every DNS value
+/// comes from IPAM or the network configuration. Entries copied from
+/// `prevResult` belong to earlier plugins and pass as they are.
 pub(super) fn check_result(
     result: &CniResult,
     request: &Request,
     observed: &[ObservedLink],
     ipam: &[CniResult],
+    intents: &[Intent],
 ) -> Result<(), CniError> {
     let lie = |what: String| {
         Err(CniError::new(
@@ -65,8 +68,7 @@ pub(super) fn check_result(
         }
         let on_link = |l: &ObservedLink| l.addresses.contains(&ip.address);
         let ok = match ip.interface.and_then(|i| links.get(i as usize)) {
-            Some(Some(link)) if link.side == Side::Container => on_link(link),
-            Some(Some(_)) => true,
+            Some(Some(link)) => on_link(link),
             // An entry of prevResult's interfaces, or no interface at all.
             _ => {
                 ipam.iter()
@@ -78,10 +80,56 @@ pub(super) fn check_result(
         };
         if !ok {
             return lie(format!(
-                "address {} is not on the container interface",
+                "address {} is not on the interface it names",
                 ip.address
             ));
         }
     }
+    for route in &result.routes {
+        let same = |r: &cni::Route| r.dst == route.dst && r.gw == route.gw;
+        let known = prev.is_some_and(|p| p.routes.iter().any(same))
+            || ipam.iter().any(|r| r.routes.iter().any(same))
+            || intents.iter().any(|i| {
+                matches!(i, Intent::AddRoute(r)
+                    if r.side == Side::Container && r.dst == route.dst && r.gw == route.gw)
+            });
+        if !known {
+            return lie(format!(
+                "route to {} was neither returned by IPAM nor added by the plan",
+                route.dst
+            ));
+        }
+    }
+    // DNS values come from IPAM, prevResult or the configuration's `dns`.
+    let mut allowed: Vec<String> = Vec::new();
+    for dns in ipam.iter().map(|r| &r.dns).chain(prev.map(|p| &p.dns)) {
+        allowed.extend(dns_values(dns).map(str::to_string));
+    }
+    if let Some(conf_dns) = cni::json::field(&request.config.raw, "dns") {
+        collect_strings(conf_dns, &mut allowed);
+    }
+    if let Some(value) = dns_values(&result.dns).find(|v| !allowed.iter().any(|a| a == v)) {
+        return lie(format!(
+            "DNS value {value:?} comes from neither IPAM nor the configuration"
+        ));
+    }
     Ok(())
+}
+
+fn dns_values(dns: &cni::Dns) -> impl Iterator<Item = &str> {
+    dns.nameservers
+        .iter()
+        .chain(&dns.domain)
+        .chain(&dns.search)
+        .chain(&dns.options)
+        .map(String::as_str)
+}
+
+fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|i| collect_strings(i, out)),
+        _ => {}
+    }
 }

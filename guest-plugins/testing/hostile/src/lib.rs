@@ -10,9 +10,10 @@ wit_bindgen::generate!({
 use exports::wasm_cni::plugin::plugin::Guest;
 use wasm_cni::plugin::host;
 use wasm_cni::plugin::types::{
-    AddressSpec, AttachmentKey, BridgeSpec, CniInterface, CniIp, CniResult, Command, HostVethSpec,
-    Intent, LinkFacts, LinkRef, LogLevel, MacSpec, MasqBackend, MasqueradeSpec, Netns, NetworkPlan,
-    PluginError, PortSpec, Request, RouteSpec, SysctlSpec, VethSpec,
+    AddressSpec, AttachmentKey, BridgeSpec, CniDns, CniInterface, CniIp, CniResult, CniRoute,
+    Command, HostVethSpec, Intent, LinkFacts, LinkRef, LogLevel, MacSpec, MasqBackend,
+    MasqueradeSpec, Netns, NetworkPlan, PluginError, PortSpec, Request, RouteSpec, SysctlSpec,
+    VethSpec,
 };
 
 struct Hostile;
@@ -338,6 +339,12 @@ impl Guest for Hostile {
                     std::hint::black_box(&held);
                 }
             }
+            "host-ip" => vec![Intent::EnsureBridge(BridgeSpec {
+                name: "wcnihip0".to_string(),
+                mtu: None,
+                vlan_filtering: false,
+                promisc: false,
+            })],
             "bad-prefix" => {
                 let name = host::fresh_link_name("../../x");
                 vec![up(Netns::Container, &name)]
@@ -362,6 +369,51 @@ impl Guest for Hostile {
                 }],
                 ips: vec![CniIp {
                     address: "10.123.0.77/24".to_string(),
+                    gateway: None,
+                    interface: Some(0),
+                }],
+                routes: vec![],
+                dns: None,
+            })),
+            // A route the plan never added, to steer the runtime.
+            ("lying-route", Command::Add) => Ok(Some(CniResult {
+                interfaces: vec![],
+                ips: vec![],
+                routes: vec![CniRoute {
+                    dst: "0.0.0.0/0".to_string(),
+                    gw: Some("10.123.0.66".to_string()),
+                    mtu: None,
+                    advmss: None,
+                    priority: None,
+                    table: None,
+                    scope: None,
+                }],
+                dns: None,
+            })),
+            // A name server nobody configured.
+            ("lying-dns", Command::Add) => Ok(Some(CniResult {
+                interfaces: vec![],
+                ips: vec![],
+                routes: vec![],
+                dns: Some(CniDns {
+                    nameservers: vec!["10.123.0.53".to_string()],
+                    domain: None,
+                    search: vec![],
+                    options: vec![],
+                }),
+            })),
+            // An address attributed to a host interface it is not on.
+            ("host-ip", Command::Add) => Ok(Some(CniResult {
+                interfaces: vec![CniInterface {
+                    name: "wcnihip0".to_string(),
+                    mac: None,
+                    mtu: None,
+                    sandbox: None,
+                    socket_path: None,
+                    pci_id: None,
+                }],
+                ips: vec![CniIp {
+                    address: "10.123.0.9/24".to_string(),
                     gateway: None,
                     interface: Some(0),
                 }],
