@@ -922,8 +922,53 @@ fn results_describe_only_what_was_applied() -> TestResult {
     Ok(())
 }
 
+/// Class 9: a failed ADD said everything was undone, but routes the kernel
+/// dropped with an address the plan removed stayed lost. The rollback now
+/// puts them back after the address.
+fn a_failed_add_restores_the_routes_it_cost() -> TestResult {
+    shared_host().install_test_guest("hostile", "hostile");
+    let scene = Scene::new("undo")?;
+    let settings = scene.settings(json!({}), Some(hostile_policy()))?;
+    // The network's own bridge (with its record), and a route of the node
+    // through a gateway on its subnet.
+    let host = &scene.sb.host;
+    host.ip(&["link", "add", "wcnifrc0", "type", "bridge"])?;
+    host.ip(&[
+        "link",
+        "set",
+        "wcnifrc0",
+        "alias",
+        "wasm-cni network=forcenet",
+        "up",
+    ])?;
+    // With a broadcast address, as the ADD that made it would have.
+    host.ip(&["addr", "add", "10.123.0.1/24", "brd", "+", "dev", "wcnifrc0"])?;
+    host.ip(&[
+        "route",
+        "add",
+        "10.96.0.0/16",
+        "via",
+        "10.123.0.7",
+        "dev",
+        "wcnifrc0",
+    ])?;
+    let conf = json!({"cniVersion": "1.0.0", "name": "forcenet", "type": "hostile", "attack": "force-then-fail"});
+    contained(
+        &scene,
+        &[],
+        "forced address, then a failure",
+        107,
+        "every change made before the failure was undone",
+        || scene.invoke(Plugin::Ours("hostile"), "ADD", &settings, &conf, |e| e),
+    )
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
+        privileged(
+            "redteam_a_failed_add_restores_the_routes_it_cost",
+            a_failed_add_restores_the_routes_it_cost,
+        ),
         privileged(
             "redteam_results_describe_only_what_was_applied",
             results_describe_only_what_was_applied,

@@ -4,19 +4,26 @@ use ipnet::IpNet;
 use plan::{LinkRef, Side};
 
 use super::{Journal, Kernel};
-use crate::netlink::NetError;
+use crate::netlink::{NetError, RouteSpec};
 
 /// How to take one address change back.
 #[derive(Debug, Clone)]
 pub(super) enum Undo {
     Delete(Side, String, IpNet),
     Add(Side, String, IpNet),
+    /// A route the kernel dropped with a deleted address (one through a
+    /// gateway only that address reached), put back after the address.
+    Route(Side, RouteSpec),
 }
 
 pub(super) fn undo(k: &mut Kernel, step: &Undo) -> Result<(), NetError> {
     match step {
         Undo::Delete(side, name, addr) => k.side(*side)?.del_address(name, *addr),
         Undo::Add(side, name, addr) => k.side(*side)?.add_address(name, *addr),
+        Undo::Route(side, spec) => match k.side(*side)?.add_route(spec) {
+            Err(e) if e.is_exists() => Ok(()),
+            other => other,
+        },
     }
 }
 
@@ -50,12 +57,43 @@ pub(super) fn delete(
     link: &LinkRef,
     address: IpNet,
 ) -> Result<(), NetError> {
+    let before = routes_through(k, link)?;
     match k.side(link.side)?.del_address(&link.name, address) {
-        Ok(()) => journal.push(Undo::Add(link.side, link.name.clone(), address)),
+        Ok(()) => {
+            // Undone in reverse: the address comes back first, then the
+            // routes the kernel dropped with it.
+            let after = routes_through(k, link)?;
+            for lost in before.into_iter().filter(|r| !after.contains(r)) {
+                journal.push(Undo::Route(link.side, lost));
+            }
+            journal.push(Undo::Add(link.side, link.name.clone(), address));
+        }
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e),
     }
     Ok(())
+}
+
+/// The main-table routes out of `link`, as specs to add back.
+fn routes_through(k: &mut Kernel, link: &LinkRef) -> Result<Vec<RouteSpec>, NetError> {
+    const MAIN: u32 = 254;
+    let nl = k.side(link.side)?;
+    let Some(index) = nl.link_brief(&link.name)?.map(|l| l.index) else {
+        return Ok(Vec::new());
+    };
+    Ok(nl
+        .routes()?
+        .into_iter()
+        .filter(|r| r.table == MAIN && r.oif == Some(index))
+        .map(|r| RouteSpec {
+            dst: r.dst,
+            gw: r.gw,
+            oif_name: Some(link.name.clone()),
+            table: Some(r.table),
+            priority: r.priority,
+            scope: Some(r.scope),
+        })
+        .collect())
 }
 
 /// A host address must not overlap the node's own routes: the subnets of its

@@ -339,6 +339,32 @@ impl Guest for Hostile {
                     std::hint::black_box(&held);
                 }
             }
+            // Remove its bridge's address (the node routes through it), then
+            // fail: the rollback must bring back the routes too.
+            "force-then-fail" => vec![
+                Intent::EnsureBridge(BridgeSpec {
+                    name: "wcnifrc0".to_string(),
+                    mtu: None,
+                    vlan_filtering: false,
+                    promisc: false,
+                }),
+                Intent::DeleteAddress(AddressSpec {
+                    link: LinkRef {
+                        ns: Netns::Host,
+                        name: "wcnifrc0".to_string(),
+                    },
+                    address: "10.123.0.1/24".to_string(),
+                    ensure: false,
+                }),
+                Intent::AddAddress(AddressSpec {
+                    link: LinkRef {
+                        ns: Netns::Container,
+                        name: req.ifname.clone(),
+                    },
+                    address: "10.123.0.5/24".to_string(),
+                    ensure: false,
+                }),
+            ],
             "host-ip" => vec![Intent::EnsureBridge(BridgeSpec {
                 name: "wcnihip0".to_string(),
                 mtu: None,
