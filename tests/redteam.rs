@@ -942,7 +942,15 @@ fn a_failed_add_restores_the_routes_it_cost() -> TestResult {
         "up",
     ])?;
     // With a broadcast address, as the ADD that made it would have.
-    host.ip(&["addr", "add", "10.123.0.1/24", "brd", "+", "dev", "wcnifrc0"])?;
+    host.ip(&[
+        "addr",
+        "add",
+        "10.123.0.1/24",
+        "brd",
+        "+",
+        "dev",
+        "wcnifrc0",
+    ])?;
     host.ip(&[
         "route",
         "add",
@@ -963,8 +971,94 @@ fn a_failed_add_restores_the_routes_it_cost() -> TestResult {
     )
 }
 
+/// The `json` blocks of the section of docs/security.md headed `heading`.
+fn doc_json_blocks(heading: &str) -> Result<Vec<Value>, libtest_mimic::Failed> {
+    let doc = include_str!("../docs/security.md");
+    let section = doc
+        .split("\n## ")
+        .find(|s| s.starts_with(heading))
+        .ok_or_else(|| fail(format!("no section {heading:?} in docs/security.md")))?;
+    section
+        .split("```json\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap_or_default())
+        .map(|b| serde_json::from_str(b).map_err(|e| fail(format!("{e}: {b}"))))
+        .collect()
+}
+
+/// The worked example of docs/security.md, run as it is written: two tenants
+/// on one node, each with its own plugin type, bridge names and address space.
+fn two_tenants_share_a_node() -> TestResult {
+    let blocks = doc_json_blocks("A node shared by two tenants")?;
+    let (policy, tenant_a) = match blocks.as_slice() {
+        [policy, conf, ..] => (policy.clone(), conf.clone()),
+        _ => return Err(fail("the section lost its policy or configuration")),
+    };
+    let (_, bytes, digest) = bundled::BUNDLED
+        .iter()
+        .find(|(name, _, _)| *name == "bridge")
+        .ok_or_else(|| fail("no bundled bridge"))?;
+    let policy: Value =
+        serde_json::from_str(&policy.to_string().replace("<bridge digest>", digest))
+            .map_err(fail)?;
+    let scene = Scene::new("tenants")?;
+    let data = scene.path("data");
+    let plugins = scene.path("plugins");
+    std::fs::create_dir(&plugins).map_err(fail)?;
+    for tenant in ["tenant-a-bridge", "tenant-b-bridge"] {
+        std::fs::write(plugins.join(format!("{tenant}.wasm")), bytes).map_err(fail)?;
+    }
+    let settings = scene.settings(json!({"ipamDataDirs": [data]}), Some(policy))?;
+    let with_dir = |e: CniEnv| e.set("WASM_CNI_PLUGIN_DIR", &plugins.display().to_string());
+    let mut a = tenant_a;
+    a["ipam"]["dataDir"] = json!(data);
+    let mut b = a.clone();
+    b["name"] = json!("b-net");
+    b["type"] = json!("tenant-b-bridge");
+    b["bridge"] = json!("tb-br0");
+    b["ipam"]["subnet"] = json!("10.20.1.0/24");
+    let type_of = |conf: &Value| conf["type"].as_str().unwrap_or_default().to_string();
+    for (conf, ifname) in [(&a, "eth0"), (&b, "eth1")] {
+        let who = type_of(conf);
+        scene
+            .invoke(Plugin::Ours(&who), "ADD", &settings, conf, |e| {
+                with_dir(e).container_id(&who).ifname(ifname)
+            })?
+            .answer
+            .ok()?;
+    }
+    // Tenant A on B's bridge, in B's space; and the bundled bridge, which the
+    // empty top-level address space leaves nothing.
+    let mut on_b_bridge = a.clone();
+    on_b_bridge["bridge"] = json!("tb-br0");
+    let mut in_b_space = a.clone();
+    in_b_space["ipam"]["subnet"] = json!("10.20.1.0/24");
+    in_b_space["bridge"] = json!("ta-br1");
+    let mut bundled = a.clone();
+    bundled["type"] = json!("bridge");
+    bundled["bridge"] = json!("wcnibnd0");
+    for (what, conf, needle) in [
+        (
+            "A on B's bridge",
+            &on_b_bridge,
+            "bridge name is not granted",
+        ),
+        ("A in B's space", &in_b_space, "outside the address space"),
+        ("the bundled bridge", &bundled, "outside the address space"),
+    ] {
+        let who = type_of(conf);
+        contained(&scene, &[], what, 100, needle, || {
+            scene.invoke(Plugin::Ours(&who), "ADD", &settings, conf, |e| {
+                with_dir(e).container_id("intruder").ifname("eth2")
+            })
+        })?;
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run(vec![
+        privileged("redteam_two_tenants_share_a_node", two_tenants_share_a_node),
         privileged(
             "redteam_a_failed_add_restores_the_routes_it_cost",
             a_failed_add_restores_the_routes_it_cost,
