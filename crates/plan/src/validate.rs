@@ -377,7 +377,11 @@ fn check_intent(
             }
         }
         Intent::AddAddress { link, address, .. } | Intent::DeleteAddress { link, address } => {
-            if !addrs.in_space(&address.trunc()) {
+            // Loopback addresses on the container's own `lo` reach nothing
+            // outside it; any other address must lie in the space.
+            let own_loopback =
+                link.side == Side::Container && link.name == "lo" && address.addr().is_loopback();
+            if !own_loopback && !addrs.in_space(&address.trunc()) {
                 return refuse("address is outside the address space", &address.to_string());
             }
             let ok = match link.side {

@@ -390,3 +390,21 @@ fn address_space_bounds_ipam_and_every_address() {
     let e = validate_plan(&[veth()], &i).expect_err("gateway");
     assert!(e.to_string().contains("gateway 10.23.0.1"), "{e}");
 }
+
+/// Loopback addresses on the container's `lo` are outside the address space
+/// and need no room in it; on any other link they do.
+#[test]
+fn loopback_on_lo_needs_no_address_space() {
+    let mut g = grant().clone();
+    g.cidrs = vec!["127.0.0.0/8".parse().expect("net")];
+    let mut i = inv();
+    i.grant = &g;
+    let on = |name: &str| Intent::AddAddress {
+        link: LinkRef::container(name),
+        address: "127.0.0.1/8".parse().expect("net"),
+        ensure: true,
+    };
+    refused(&[on("lo")], &i).expect("lo's own loopback");
+    let e = refused(&[veth(), on("eth0")], &i).expect_err("on eth0");
+    assert!(e.msg.contains("outside the address space"), "{}", e.msg);
+}
