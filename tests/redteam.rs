@@ -1053,6 +1053,30 @@ fn two_tenants_share_a_node() -> TestResult {
             })
         })?;
     }
+    // Tenant B names A's network in a GC that keeps nothing: A's reservations
+    // and masquerade rules stay.
+    let mut gc = b.clone();
+    gc["name"] = json!("a-net");
+    gc["cniVersion"] = json!("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([]);
+    let a_store = data.join("a-net");
+    let watched: [&Path; 1] = [&a_store];
+    contained(
+        &scene,
+        &watched,
+        "B's GC of A's network",
+        100,
+        "another plugin's network",
+        || {
+            scene.invoke(
+                Plugin::Ours("tenant-b-bridge"),
+                "GC",
+                &settings,
+                &gc,
+                with_dir,
+            )
+        },
+    )?;
     Ok(())
 }
 

@@ -214,6 +214,35 @@ impl IpamDelegate {
         Ok(result?)
     }
 
+    /// The addresses the network's IPAM store holds, when its IPAM is a
+    /// component (host-local's on-disk format: one file per address); empty
+    /// when there is no store yet or the IPAM is a native plugin.
+    pub fn held_addresses(&self) -> Vec<std::net::IpAddr> {
+        let Some(ipam_type) = self.request.config.ipam_type.as_deref() else {
+            return Vec::new();
+        };
+        if PluginStore::new(&self.settings.plugin_dir)
+            .find(ipam_type)
+            .is_err()
+        {
+            return Vec::new();
+        }
+        let Ok(path) = self.state_path() else {
+            return Vec::new();
+        };
+        let Ok(dir) = self.open_state_dir(&path, false) else {
+            return Vec::new();
+        };
+        let Ok(entries) = fs::read_dir(dir.proc_path()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+            .collect()
+    }
+
     /// `<dataDir>/<network name>`. `dataDir` comes from the (tenant-written)
     /// config, so it must lie under a root the administrator allowed: otherwise
     /// a config could make the host write files anywhere.

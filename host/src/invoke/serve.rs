@@ -150,6 +150,9 @@ pub(super) fn serve(
             _ => Ok(None),
         };
     }
+    if request.command == Command::Gc && dry_run.is_none() {
+        guard_gc(request, &grant, &ipam, &kernel)?;
+    }
     let ctx = PlanContext {
         request,
         limits: &limits,
@@ -189,4 +192,43 @@ pub(super) fn serve(
     drop(kernel);
     drop(t);
     outcome
+}
+
+/// GC releases whatever of a network's state the runtime did not list, so it
+/// must be the network's own plugin that asks: a tenant's configuration that
+/// reused another network's name once wiped that network's reservations and
+/// masquerade rules. A network whose addresses (IPAM reservations, masquerade
+/// sources) lie outside the plugin's address space is another plugin's: GC is
+/// refused and nothing is released. (Tenants with disjoint address spaces are
+/// told apart this way; see docs/security.md.)
+fn guard_gc(
+    request: &Request,
+    grant: &plan::policy::Grant,
+    ipam: &IpamDelegate,
+    kernel: &Mutex<kernel::applier::Kernel>,
+) -> Result<(), CniError> {
+    let space = grant.address_space();
+    let inside = |ip: &std::net::IpAddr| space.iter().any(|s| s.contains(ip));
+    let reserved = ipam.held_addresses().into_iter().find(|ip| !inside(ip));
+    let masqueraded = || {
+        super::services::lock(kernel)
+            .masquerade_rules(&request.config.name)
+            .into_iter()
+            .map(|r| r.source.addr())
+            .find(|ip| !inside(ip))
+    };
+    let Some(foreign) = reserved.or_else(masqueraded) else {
+        return Ok(());
+    };
+    Err(CniError::new(
+        ErrorCode::PolicyRejected,
+        format!(
+            "network {:?} holds {foreign}, outside the address space open to this plugin: \
+             it is another plugin's network, and GC was refused",
+            request.config.name
+        ),
+    )
+    .with_details(
+        "nothing was released; GC a network with the plugin (and configuration) that made it",
+    ))
 }
