@@ -464,18 +464,6 @@ fn namespace_wide_sysctls_stay_the_admins() -> TestResult {
     Ok(())
 }
 
-/// The hostile component's grant: every intent kind, bridges `wcni*`.
-fn hostile_policy() -> Value {
-    json!({"plugins": [{
-        "match": {"name": "hostile"},
-        "intents": IntentKind::ALL,
-        "bridges": ["wcni*"],
-        "cidrs": ["10.123.0.0/24"],
-        "masquerade": true,
-        "sysctls": ["net/ipv4/ip_forward"]
-    }]})
-}
-
 /// Class 4: ownership by name and by plan. A component deleted a node link
 /// by ordering `delete-link X` before `ensure-host-veth X`, and took over an
 /// existing veth (another attachment's) by naming it in `ensure-host-veth`.

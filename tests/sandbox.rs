@@ -7,7 +7,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use plan::IntentKind;
 
 use serde_json::json;
 
@@ -19,20 +18,7 @@ fn settings_file() -> &'static str {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("config.json");
             let policy = dir.path().join("policy.json");
-            // The hostile plugin is granted every intent kind, so that each
-            // attack meets the rule it is meant to test, not the missing grant.
-            std::fs::write(
-                &policy,
-                json!({"plugins": [{
-                    "match": {"name": "hostile"},
-                    "intents": IntentKind::ALL,
-                    "bridges": ["wcni*"],
-                    "cidrs": ["10.123.0.0/24"],
-                    "masquerade": true,
-                    "sysctls": ["net/ipv4/ip_forward"]
-                }]})
-                .to_string(),
-            )
+            std::fs::write(&policy, hostile_policy().to_string())
             .expect("write policy");
             let settings = json!({"policyFile": policy, "auditLog": dir.path().join("audit.log"), "limits": {
                 "deadlineMs": 1000, "memoryBytes": 32 << 20, "outputBytes": 65536,

@@ -76,6 +76,9 @@ pub fn run(trials: Vec<Trial>) -> std::process::ExitCode {
         let _ = std::fs::remove_dir_all(host.cache.path());
         let _ = std::fs::remove_dir_all(host.plugins.path());
     }
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("wcni-links-{}", std::process::id())),
+    );
     code
 }
 
@@ -505,27 +508,42 @@ pub fn spawn(
     env: &CniEnv,
     stdin: &str,
 ) -> Result<std::process::Child, Failed> {
+    spawn_under(&[], plugin, host_ns, env, stdin)
+}
+
+/// [`spawn`] with the plugin run by the program `wrapper` names (with its
+/// arguments), e.g. GNU time; our binary then runs through a link named as the
+/// plugin, since a wrapper cannot set argv[0].
+pub fn spawn_under(
+    wrapper: &[&std::ffi::OsStr],
+    plugin: Plugin<'_>,
+    host_ns: &Netns,
+    env: &CniEnv,
+    stdin: &str,
+) -> Result<std::process::Child, Failed> {
     let ns = File::open(host_ns.path()).map_err(fail)?;
-    let mut cmd = match plugin {
-        Plugin::Ours(name) => {
-            let mut c = Command::new(BIN);
-            c.arg0(name);
-            c.envs(shared_host().env());
-            c
-        }
-        Plugin::Reference(name) => Command::new(Path::new(REFERENCE_DIR).join(name)),
-        Plugin::Tool(args) => {
-            let mut c = Command::new(BIN);
-            c.args(args);
-            c.envs(shared_host().env());
-            c
-        }
-        Plugin::At(path) => {
-            let mut c = Command::new(path);
-            c.envs(shared_host().env());
-            c
-        }
+    let (program, args, ours): (PathBuf, Vec<&str>, bool) = match plugin {
+        Plugin::Ours(_) if wrapper.is_empty() => (BIN.into(), Vec::new(), true),
+        Plugin::Ours(name) => (named_link(name)?, Vec::new(), true),
+        Plugin::Reference(name) => (Path::new(REFERENCE_DIR).join(name), Vec::new(), false),
+        Plugin::Tool(args) => (BIN.into(), args.to_vec(), true),
+        Plugin::At(path) => (path.to_path_buf(), Vec::new(), true),
     };
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(&program);
+            c
+        }
+        None => Command::new(&program),
+    };
+    cmd.args(args);
+    if let (Plugin::Ours(name), true) = (plugin, wrapper.is_empty()) {
+        cmd.arg0(name);
+    }
+    if ours {
+        cmd.envs(shared_host().env());
+    }
     for (k, v) in [
         ("CNI_COMMAND", &env.command),
         ("CNI_CONTAINERID", &env.container_id),
@@ -552,6 +570,36 @@ pub fn spawn(
     }
     drop(ns);
     Ok(child)
+}
+
+/// The grant the tests give the hostile component: every intent kind, so
+/// that each attack meets the rule it is meant to test, not the missing
+/// grant; bridges `wcni*`, one CIDR, masquerading and IPv4 forwarding.
+pub fn hostile_policy() -> Value {
+    serde_json::json!({"plugins": [{
+        "match": {"name": "hostile"},
+        "intents": plan::IntentKind::ALL,
+        "bridges": ["wcni*"],
+        "cidrs": ["10.123.0.0/24"],
+        "masquerade": true,
+        "sysctls": ["net/ipv4/ip_forward"]
+    }]})
+}
+
+/// A link to our binary named `name`, in a directory of this test process.
+fn named_link(name: &str) -> Result<PathBuf, Failed> {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("wcni-links-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        dir
+    });
+    let link = dir.join(name);
+    match std::os::unix::fs::symlink(BIN, &link) {
+        Ok(()) => Ok(link),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(link),
+        Err(e) => Err(fail(e)),
+    }
 }
 
 /// Run `wasm-cni <args>` as a tool (no CNI environment).

@@ -3,6 +3,7 @@
 //! is contained only if nothing in the snapshot moved, it answered with the
 //! expected error, and it stayed within its time and memory.
 
+use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use libtest_mimic::Failed;
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
-use super::{fail, spawn, Answer, CniEnv, Netns, Plugin};
+use super::{fail, spawn_under, Answer, CniEnv, Netns, Plugin};
 
 /// Everything an attack could change in one namespace: links and their
 /// addresses, routes and policy rules of both families in every table, the
@@ -141,48 +142,41 @@ pub struct Measured {
     pub peak_rss_kib: u64,
 }
 
-/// [`super::exec`], measured: the process is reaped with `wait4` for its own
-/// resource usage.
+/// [`super::exec`], measured. GNU time runs the plugin and reports its peak
+/// RSS: a child forked from this (large) test process would count the pages
+/// it shared with it before exec, which are not the plugin's.
 pub fn exec_measured(
     plugin: Plugin<'_>,
     host_ns: &Netns,
     env: &CniEnv,
     stdin: &str,
 ) -> Result<Measured, Failed> {
+    let report = tempfile::NamedTempFile::new().map_err(fail)?;
+    let wrapper = [
+        OsStr::new("/usr/bin/time"),
+        OsStr::new("-f"),
+        OsStr::new("%M"),
+        OsStr::new("-o"),
+        report.path().as_os_str(),
+    ];
     let started = Instant::now();
-    let mut child = spawn(plugin, host_ns, env, stdin)?;
-    let mut stdout = child.stdout.take().ok_or_else(|| fail("no stdout"))?;
-    let mut stderr = child.stderr.take().ok_or_else(|| fail("no stderr"))?;
-    let err_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stderr.read_to_end(&mut s);
-        s
-    });
-    let mut out = Vec::new();
-    stdout.read_to_end(&mut out).map_err(fail)?;
-    let err = err_reader.join().unwrap_or_default();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value; `pid` is our own child,
-    // not reaped yet (the `Child` is never waited on).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointers to locals for the duration of the call.
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if reaped != pid {
-        return Err(fail(format!("wait4: {}", std::io::Error::last_os_error())));
-    }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
+    let child = spawn_under(&wrapper, plugin, host_ns, env, stdin)?;
+    let out = child.wait_with_output().map_err(fail)?;
+    let elapsed = started.elapsed();
+    // The last line is the figure; one before it may say the exit status.
+    let text = std::fs::read_to_string(report.path()).map_err(fail)?;
+    let peak_rss_kib = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| fail(format!("GNU time reported {text:?}")))?;
     Ok(Measured {
         answer: Answer {
-            status: code,
-            stdout: String::from_utf8_lossy(&out).into_owned(),
-            stderr: String::from_utf8_lossy(&err).into_owned(),
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         },
-        elapsed: started.elapsed(),
-        peak_rss_kib: usage.ru_maxrss as u64,
+        elapsed,
+        peak_rss_kib,
     })
 }
