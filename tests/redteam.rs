@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 /// The most an attack may take, in time and peak resident memory.
 const MOST_TIME: Duration = Duration::from_secs(15);
-const MOST_RSS_KIB: u64 = 256 << 10;
+const MOST_RSS_KIB: u64 = 128 << 10;
 
 /// A node (and a container) for one attack, with an administrator directory
 /// holding its settings.
