@@ -244,6 +244,23 @@ fn state_directory_links_lead_nowhere() -> TestResult {
         "symbolic link",
         || scene.invoke(Plugin::Ours("bridge"), "ADD", &settings, &conf, |e| e),
     )?;
+    // `wasm-cni plan` refuses it the same way (a dry run once took any state
+    // directory it could not open for an empty one).
+    let report = scene
+        .invoke(
+            Plugin::Tool(&["plan", "--json"]),
+            "ADD",
+            &settings,
+            &conf,
+            |e| e,
+        )?
+        .answer;
+    ensure!(
+        report.status == 1 && report.stderr.contains("leads through a symbolic link"),
+        "plan: exit {}: {}",
+        report.status,
+        report.stderr
+    );
 
     // A lock planted as a link by whoever could write the state directory.
     let store = data.join("locknet");
@@ -704,6 +721,23 @@ fn every_activity_has_an_invocation_budget() -> TestResult {
             .contains("log budget"),
         "no word of the dropped lines"
     );
+    // The network's lock held elsewhere (a stuck holder): waited for at most
+    // the deadline, then "try again later".
+    let store = data.join("heldnet");
+    std::fs::create_dir_all(&store).map_err(fail)?;
+    let lock = std::fs::File::create(store.join("lock")).map_err(fail)?;
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| fail(e))?;
+    let conf = bridge_conf("heldnet", "wcnibud0", json!({"dataDir": data}));
+    contained(
+        &scene,
+        &[],
+        "the network's lock held",
+        11,
+        "held by another invocation",
+        || scene.invoke(Plugin::Ours("bridge"), "ADD", &settings, &conf, |e| e),
+    )?;
+    drop(held);
     // 100 MB on stdin: read no further than the bound.
     let mut huge = bridge_conf("budgetnet", "wcnibud0", json!({"dataDir": data}));
     huge["padding"] = json!("x".repeat(100 << 20));

@@ -174,17 +174,28 @@ impl IpamDelegate {
         let path = self.state_path()?;
         // A dry run reads the real state under its lock, then works on a copy.
         let (_lock, _dir, scratch) = if self.dry_run {
+            // A store not made yet is an empty one; a refused path is refused.
             let copy = match self.open_state_dir(&path, false) {
                 Ok(dir) => {
-                    let _held = lock_dir(&dir, &path)?;
+                    let _held = lock_dir(&dir, &path, self.lock_wait())?;
                     ScratchCopy::of(Some(&dir.proc_path()))?
                 }
-                Err(_) => ScratchCopy::of(None)?,
+                Err(beneath::Refused::Io {
+                    errno: nix::errno::Errno::ENOENT,
+                    ..
+                }) => ScratchCopy::of(None)?,
+                Err(refused) => return Err(self.state_dir_error(refused)),
             };
             (None, None, Some(copy))
         } else {
-            let dir = self.open_state_dir(&path, true)?;
-            (Some(lock_dir(&dir, &path)?), Some(dir), None)
+            let dir = self
+                .open_state_dir(&path, true)
+                .map_err(|r| self.state_dir_error(r))?;
+            (
+                Some(lock_dir(&dir, &path, self.lock_wait())?),
+                Some(dir),
+                None,
+            )
         };
         // The guest's preopen names the directory opened above, not its path
         // again (which a link could have redirected since).
@@ -212,6 +223,12 @@ impl IpamDelegate {
         let result = instance.run(&req);
         nix::sys::stat::umask(old);
         Ok(result?)
+    }
+
+    /// How long the network's lock is waited for: half the guest's deadline,
+    /// so that the plugin that asked still has time to answer with the error.
+    fn lock_wait(&self) -> std::time::Duration {
+        self.settings.limits.deadline / 2
     }
 
     /// The addresses the network's IPAM store holds, when its IPAM is a
@@ -270,16 +287,24 @@ impl IpamDelegate {
     /// [`MAX_STATE_DEPTH`] directories deep: a text check alone let a link
     /// planted under an allowed root redirect it, and a deep `dataDir` left
     /// thousands of directories behind.
-    fn open_state_dir(&self, path: &Path, create: bool) -> Result<beneath::OpenedDir, CniError> {
-        let roots = &self.settings.ipam_data_dirs;
+    fn open_state_dir(
+        &self,
+        path: &Path,
+        create: bool,
+    ) -> Result<beneath::OpenedDir, beneath::Refused> {
         beneath::open_dir(
             path,
-            roots,
+            &self.settings.ipam_data_dirs,
             MAX_STATE_DEPTH,
             create,
             Mode::from_bits_truncate(0o755),
         )
-        .map_err(|refused| match refused {
+    }
+
+    /// The CNI error for a state directory that was not opened.
+    fn state_dir_error(&self, refused: beneath::Refused) -> CniError {
+        let roots = &self.settings.ipam_data_dirs;
+        match refused {
             beneath::Refused::NotClean(_)
             | beneath::Refused::NotAllowed { .. }
             | beneath::Refused::TooDeep { .. }
@@ -289,13 +314,13 @@ impl IpamDelegate {
             )
             .with_details(format!(
                 "the IPAM state directory <dataDir>/<network name> must lie under {roots:?} \
-                     (settings key ipamDataDirs), without links; nothing was changed"
+                 (settings key ipamDataDirs), without links; nothing was changed"
             )),
             other => CniError::new(
                 ErrorCode::IoFailure,
                 format!("cannot open the IPAM state directory: {other}"),
             ),
-        })
+        }
     }
 
     fn run_native(
@@ -566,7 +591,11 @@ fn find_in_path(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
 /// so our processes and the Go host-local exclude each other on one network.
 /// The file is opened in the directory already open, never through a link (a
 /// component can plant one in its state directory), and without blocking.
-fn lock_dir(dir: &beneath::OpenedDir, path: &Path) -> Result<Flock<fs::File>, CniError> {
+fn lock_dir(
+    dir: &beneath::OpenedDir,
+    path: &Path,
+    wait: std::time::Duration,
+) -> Result<Flock<fs::File>, CniError> {
     use std::os::fd::AsFd as _;
     let lock = path.join("lock");
     let flags = OFlag::O_WRONLY
@@ -599,12 +628,34 @@ fn lock_dir(dir: &beneath::OpenedDir, path: &Path) -> Result<Flock<fs::File>, Cn
             format!("cannot lock {}: not a regular file", lock.display()),
         ));
     }
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| {
-        CniError::new(
-            ErrorCode::TryAgainLater,
-            format!("cannot lock {}: {errno}", lock.display()),
-        )
-    })
+    // Waited for at most the guest's deadline: every holder is bounded, but a
+    // host call must be too.
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    let mut file = file;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(held) => return Ok(held),
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) if started.elapsed() < wait => {
+                file = back;
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(10));
+            }
+            Err((_, errno)) => {
+                let why = match errno {
+                    nix::errno::Errno::EWOULDBLOCK => format!(
+                        "held by another invocation for more than {} ms",
+                        wait.as_millis()
+                    ),
+                    errno => errno.to_string(),
+                };
+                return Err(CniError::new(
+                    ErrorCode::TryAgainLater,
+                    format!("cannot lock {}: {why}", lock.display()),
+                ));
+            }
+        }
+    }
 }
 
 /// What an IPAM component may ask of the host besides its state directory:
