@@ -257,8 +257,12 @@ fn libcni_passes_wasm_cni_errors_on() -> TestResult {
     let answer = node.driver(&["add", &list, &container.path(), "ctr-e", "eth0/x"])?;
     ensure!(answer.status == 1, "exit {}", answer.status);
     ensure!(
-        answer.stderr.contains(r#"plugin type="bridge" failed (add)"#)
-            && answer.stderr.contains("interface name contains / or : or whitespace"),
+        answer
+            .stderr
+            .contains(r#"plugin type="bridge" failed (add)"#)
+            && answer
+                .stderr
+                .contains("interface name contains / or : or whitespace"),
         "{}",
         answer.stderr
     );
