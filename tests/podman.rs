@@ -26,6 +26,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -83,11 +84,13 @@ fn find_program(name: &str) -> Option<PathBuf> {
 
 /// What is missing for these tests, or None.
 fn missing_tools() -> Option<String> {
-    let mut missing: Vec<String> = ["podman", "runc", "conmon", "nsenter", "unshare", "nft"]
-        .into_iter()
-        .filter(|t| find_program(t).is_none())
-        .map(str::to_string)
-        .collect();
+    let mut missing: Vec<String> = [
+        "podman", "buildah", "runc", "conmon", "nsenter", "unshare", "nft",
+    ]
+    .into_iter()
+    .filter(|t| find_program(t).is_none())
+    .map(str::to_string)
+    .collect();
     if !Path::new(BUSYBOX).is_file() {
         missing.push(format!("{BUSYBOX} (busybox-static)"));
     } else if is_dynamic(Path::new(BUSYBOX)) {
@@ -263,6 +266,8 @@ cni_plugin_dirs = [{bin}]
 network_config_dir = {netd}
 
 [engine]
+# buildah takes the cgroup manager from here (podman gets the flag as well).
+cgroup_manager = "cgroupfs"
 # conmon runs `podman container cleanup` (hence CNI DEL) when a container exits,
 # with only these variables: without WASM_CNI_CONFIG our DEL would not find the
 # settings that allow the host-local dataDir, and the allocation would leak.
@@ -339,6 +344,38 @@ conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
 
     /// `podman <args>` inside both namespaces; the answer whatever the exit.
     fn podman_raw(&self, args: &[&str]) -> Res<Answer> {
+        let d = self.dir.path();
+        let mut global: Vec<OsString> = vec!["--tmpdir".into(), d.join("tmp").into()];
+        global.extend(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"].map(Into::into));
+        global.extend(["--events-backend", "none", "--network-backend", "cni"].map(Into::into));
+        global.extend(["--network-config-dir".into(), d.join("net.d").into()]);
+        global.extend(["--runtime".into(), self.runc.clone().into_os_string()]);
+        self.containers_tool("podman", &global, args)
+    }
+
+    /// `buildah <args>` inside both namespaces (same storage and
+    /// containers.conf as podman); the answer whatever the exit.
+    fn buildah_raw(&self, args: &[&str]) -> Res<Answer> {
+        self.containers_tool("buildah", &["--storage-driver".into(), "vfs".into()], args)
+    }
+
+    /// `buildah <args>`, required to succeed; its stdout.
+    fn buildah(&self, args: &[&str]) -> Res<String> {
+        let a = self.buildah_raw(args)?;
+        if a.status != 0 {
+            return Err(fail(format!(
+                "buildah {args:?}: exit {}: {}\nwasm-cni log:\n{}",
+                a.status,
+                a.stderr.trim(),
+                self.log_tail()
+            )));
+        }
+        Ok(a.stdout)
+    }
+
+    /// A containers/common tool (podman, buildah) inside both namespaces, with
+    /// this node's storage, containers.conf and wasm-cni settings.
+    fn containers_tool(&self, tool: &str, global: &[OsString], args: &[&str]) -> Res<Answer> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         let out_path = self.path("logs").join(format!("{n}.out"));
         let err_path = self.path("logs").join(format!("{n}.err"));
@@ -347,19 +384,12 @@ conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
         cmd.arg(format!("--mount={}", self.mnt))
             .arg(format!("--net={}", self.host.path()))
             .arg("--")
-            .arg("podman")
+            .arg(tool)
             .arg("--root")
             .arg(d.join("root"))
             .arg("--runroot")
             .arg(d.join("runroot"))
-            .arg("--tmpdir")
-            .arg(d.join("tmp"))
-            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
-            .args(["--events-backend", "none", "--network-backend", "cni"])
-            .arg("--network-config-dir")
-            .arg(d.join("net.d"))
-            .arg("--runtime")
-            .arg(&self.runc)
+            .args(global)
             .args(args)
             .env("CONTAINERS_CONF", d.join("containers.conf"))
             .env("WASM_CNI_CONFIG", d.join("settings.json"))
@@ -388,7 +418,7 @@ conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(fail(format!(
-                    "podman {args:?} still running after {PODMAN_TIMEOUT:?}"
+                    "{tool} {args:?} still running after {PODMAN_TIMEOUT:?}"
                 )));
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -1139,6 +1169,96 @@ fn static_ip_exit_restart_and_rm() -> TestResult {
     Ok(())
 }
 
+/// buildah 1.28 with its CNI backend (containers/common, a libcni caller like
+/// podman): `buildah run` and a `buildah build` RUN step on the wasm-cni
+/// network get an address, reach the gateway, and leave nothing behind.
+fn buildah_run_and_build() -> TestResult {
+    let node = Node::new("bld", 3)?;
+    let limits = [
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+    ];
+    let runc = node.runc.display().to_string();
+    let gw = node.gateway();
+    let probe = format!("ip -4 addr show eth0 && ping -c 1 -W 2 {gw}");
+    // The image: the busybox rootfs on scratch (no registry).
+    let mut from = vec!["from", "--pull=never"];
+    from.extend(limits);
+    from.push("scratch");
+    let c = node.buildah(&from)?.trim().to_string();
+    let rootfs = node.path("rootfs").display().to_string();
+    node.buildah(&["copy", &c, &format!("{rootfs}/"), "/"])?;
+    let out = node.buildah(&[
+        "run",
+        "--runtime",
+        &runc,
+        "--network",
+        NET,
+        "--cap-add",
+        "CAP_NET_RAW",
+        &c,
+        "--",
+        "sh",
+        "-c",
+        &probe,
+    ])?;
+    let subnet_prefix = format!("inet 10.77.{}.", node.octet);
+    ensure!(out.contains(&subnet_prefix), "buildah run: {out}");
+    ensure!(out.contains(" 0% packet loss"), "buildah run: {out}");
+    node.buildah(&["rm", &c])?;
+    // A build whose RUN step uses the network.
+    let ctx = node.path("ctx");
+    std::fs::create_dir_all(&ctx).map_err(fail)?;
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(node.path("rootfs"))
+        .arg(ctx.join("rootfs"))
+        .status()
+        .map_err(fail)?;
+    ensure!(status.success(), "cp rootfs");
+    std::fs::write(
+        ctx.join("Containerfile"),
+        format!("FROM scratch\nCOPY rootfs/ /\nRUN {probe}\n"),
+    )
+    .map_err(fail)?;
+    let containerfile = ctx.join("Containerfile").display().to_string();
+    let ctx_dir = ctx.display().to_string();
+    let mut build = vec![
+        "build",
+        "--runtime",
+        &runc,
+        "--network",
+        NET,
+        "--cap-add",
+        "CAP_NET_RAW",
+    ];
+    build.extend(limits);
+    build.extend(["-t", "localhost/wcni-built", "-f", &containerfile, &ctx_dir]);
+    let out = node.buildah(&build)?;
+    ensure!(out.contains(&subnet_prefix), "buildah build: {out}");
+    ensure!(out.contains(" 0% packet loss"), "buildah build: {out}");
+    // Every DEL ran: no reservation left, no port on the bridge.
+    let reserved: Vec<String> = std::fs::read_dir(node.path("ipam").join(NET))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure!(reserved.is_empty(), "reservations left: {reserved:?}");
+    let ports = node
+        .host
+        .ip_json(&["link", "show", "master", &node.bridge])?;
+    ensure!(
+        ports.as_array().is_none_or(Vec::is_empty),
+        "ports left on the bridge: {ports}"
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cache = tempfile::tempdir().expect("tempdir");
     let _ = CACHE.set(cache.path().to_path_buf());
@@ -1148,6 +1268,7 @@ fn main() -> std::process::ExitCode {
             "podman_static_ip_exit_restart_and_rm",
             static_ip_exit_restart_and_rm,
         ),
+        podman_test("buildah_run_and_build", buildah_run_and_build),
     ]);
     drop(cache);
     code
