@@ -405,10 +405,20 @@ pub fn exec(
     stdin: &str,
 ) -> Result<Answer, Failed> {
     let answer = exec_unsettled(plugin, host_ns, env, stdin)?;
-    if matches!(plugin, Plugin::Ours(_)) && env.command == "DEL" {
+    if is_ours(plugin) && env.command == "DEL" {
         settle_retired_links(&env.netns)?;
     }
     Ok(answer)
+}
+
+/// Whether `plugin` runs our binary (by name, or through a link in a
+/// `CNI_PATH` directory).
+fn is_ours(plugin: Plugin<'_>) -> bool {
+    match plugin {
+        Plugin::Ours(_) => true,
+        Plugin::At(path) => std::fs::canonicalize(path).ok() == std::fs::canonicalize(BIN).ok(),
+        Plugin::Reference(_) | Plugin::Tool(_) => false,
+    }
 }
 
 /// [`exec`] without waiting, after our DEL, for the deletion the reaper
