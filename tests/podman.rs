@@ -361,16 +361,7 @@ conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
 
     /// `buildah <args>`, required to succeed; its stdout.
     fn buildah(&self, args: &[&str]) -> Res<String> {
-        let a = self.buildah_raw(args)?;
-        if a.status != 0 {
-            return Err(fail(format!(
-                "buildah {args:?}: exit {}: {}\nwasm-cni log:\n{}",
-                a.status,
-                a.stderr.trim(),
-                self.log_tail()
-            )));
-        }
-        Ok(a.stdout)
+        self.succeeded("buildah", args, self.buildah_raw(args)?)
     }
 
     /// A containers/common tool (podman, buildah) inside both namespaces, with
@@ -432,10 +423,15 @@ conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
 
     /// `podman <args>`, required to succeed; its stdout.
     fn podman(&self, args: &[&str]) -> Res<String> {
-        let a = self.podman_raw(args)?;
+        self.succeeded("podman", args, self.podman_raw(args)?)
+    }
+
+    /// The stdout of a `tool` run that exited 0; else a failure with its
+    /// stderr and the end of wasm-cni's log.
+    fn succeeded(&self, tool: &str, args: &[&str], a: Answer) -> Res<String> {
         if a.status != 0 {
             return Err(fail(format!(
-                "podman {args:?}: exit {}: {}\nwasm-cni log:\n{}",
+                "{tool} {args:?}: exit {}: {}\nwasm-cni log:\n{}",
                 a.status,
                 a.stderr.trim(),
                 self.log_tail()
