@@ -125,7 +125,8 @@ pub(super) fn serve(
         env.clone(),
         Arc::clone(&runtime),
     )
-    .with_prefetch(Arc::clone(&prefetch));
+    .with_prefetch(Arc::clone(&prefetch))
+    .with_policy(policy.clone());
     if dry_run.is_some() {
         delegate = delegate.dry_run();
     }

@@ -54,6 +54,9 @@ pub struct IpamDelegate {
     dry_run: bool,
     /// Where the IPAM component may already be loaded.
     prefetch: Option<Arc<Prefetch>>,
+    /// The policy the invocation loaded (outer `None`: not given, read the
+    /// file when an installed IPAM component needs its grant).
+    policy: Option<Option<plan::policy::Policy>>,
 }
 
 impl IpamDelegate {
@@ -76,7 +79,14 @@ impl IpamDelegate {
             results: Mutex::new(Vec::new()),
             dry_run: false,
             prefetch: None,
+            policy: None,
         }
+    }
+
+    /// The same delegate, with the policy the invocation already loaded.
+    pub fn with_policy(mut self, policy: Option<plan::policy::Policy>) -> Self {
+        self.policy = Some(policy);
+        self
     }
 
     /// The same delegate, taking its component from `prefetch` when loaded there.
@@ -145,8 +155,15 @@ impl IpamDelegate {
         command: GuestCommand,
     ) -> Result<Option<CniResult>, CniError> {
         if !source.subject().bundled {
-            let policy = plan::policy::Policy::load(&self.settings.policy_file)?;
-            check_ipam_grant(policy.as_ref(), source)?;
+            let loaded;
+            let policy = match &self.policy {
+                Some(given) => given.as_ref(),
+                None => {
+                    loaded = plan::policy::Policy::load(&self.settings.policy_file)?;
+                    loaded.as_ref()
+                }
+            };
+            check_ipam_grant(policy, source)?;
         }
         let cache = ComponentCache::new(&self.settings.cache_dir);
         let t = timing::phase("ipam:load");
